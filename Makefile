@@ -1,0 +1,36 @@
+# Two commands matter: `make serve` and `make test`. Both install into .venv first if needed.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install serve test lint typecheck pytest bench clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install runtime + dev dependencies (idempotent)
+
+serve: $(STAMP) ## start gunicorn on port 5001 with the embedded defaults
+	$(VENV)/bin/gunicorn -c gunicorn.conf.py wsgi:app
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+pytest: $(STAMP)
+	$(VENV)/bin/pytest
+
+test: lint typecheck pytest ## install, then lint + type-check + the whole test suite
+
+bench: $(STAMP) ## CPU benchmarks (prints tables and JSON lines)
+	$(PY) -m benchmarks.predictor_speed
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

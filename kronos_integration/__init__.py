@@ -1,0 +1,1 @@
+"""Kronos OHLCV forecasting: checkpoint-compatible model, fast predictor, simulator, loading."""

@@ -1,0 +1,80 @@
+"""The result type every forecaster returns (Kronos and the statistical simulator alike)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close")
+CANDLE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume", "amount")
+DEFAULT_QUANTILES: tuple[float, ...] = (0.1, 0.5, 0.9)
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """Sample paths of a forecast and their summaries, in price units.
+
+    Attributes:
+        timestamps: the `pred_len` future bar timestamps.
+        paths: float64 array (sample_count, pred_len, 6), columns `CANDLE_COLUMNS`.
+        quantile_levels: the levels of `quantiles`, each in (0, 1).
+        seed: the seed the sampler used, or None when it was not seeded.
+    """
+
+    timestamps: pd.DatetimeIndex
+    paths: np.ndarray
+    quantile_levels: tuple[float, ...] = DEFAULT_QUANTILES
+    seed: int | None = None
+
+    @property
+    def sample_count(self) -> int:
+        return int(self.paths.shape[0])
+
+    @property
+    def mean(self) -> np.ndarray:
+        """Sample mean, (pred_len, 6): what the reference predictor returns."""
+        return np.asarray(self.paths.mean(axis=0))
+
+    @property
+    def quantiles(self) -> np.ndarray:
+        """Per-bar quantiles over the samples, (len(quantile_levels), pred_len, 6)."""
+        return np.asarray(np.quantile(self.paths, self.quantile_levels, axis=0))
+
+    def mean_frame(self) -> pd.DataFrame:
+        """The sample mean as a DataFrame indexed by `timestamps`."""
+        return pd.DataFrame(self.mean, index=self.timestamps, columns=list(CANDLE_COLUMNS))
+
+
+def check_quantile_levels(levels: Sequence[float]) -> tuple[float, ...]:
+    """Return `levels` as a sorted tuple, or raise ValueError if any is outside (0, 1)."""
+    out = tuple(sorted(float(q) for q in levels))
+    if not out:
+        raise ValueError("quantiles: at least one level is required")
+    if any(not 0.0 < q < 1.0 for q in out):
+        raise ValueError(f"quantiles: every level must lie strictly between 0 and 1, got {out}")
+    return out
+
+
+class Forecaster(Protocol):
+    """What the service calls: `KronosPredictor` and `StatisticalSimulator` both satisfy it."""
+
+    def forecast(
+        self,
+        df: pd.DataFrame,
+        x_timestamp: pd.Series | pd.DatetimeIndex,
+        y_timestamp: pd.Series | pd.DatetimeIndex,
+        pred_len: int,
+        *,
+        sample_count: int = 1,
+        T: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 0.9,
+        quantiles: Sequence[float] = DEFAULT_QUANTILES,
+        seed: int | None = None,
+    ) -> Forecast:
+        """Forecast `pred_len` bars after the history `df` (rows indexed like `x_timestamp`)."""
+        ...
