@@ -1,0 +1,377 @@
+"""Building blocks of Kronos and its tokenizer, with the reference's `state_dict` names.
+
+Attention supports an optional per-call `KVCache` so the predictor can decode one token at a time.
+Nothing here keeps per-call state on a module: rotary tables are computed from the positions of each
+call, so one model can serve several threads and follow `.to(device)`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square norm over the last dimension, computed in float32."""
+
+    def __init__(self, dim: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()
+        normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return normed.type_as(x) * self.weight
+
+
+class FeedForward(nn.Module):
+    """SwiGLU feed-forward: `w2(silu(w1 x) * w3 x)`."""
+
+    def __init__(self, d_model: int, ff_dim: int, ffn_dropout_p: float = 0.0) -> None:
+        super().__init__()
+        self.w1 = nn.Linear(d_model, ff_dim, bias=False)
+        self.w3 = nn.Linear(d_model, ff_dim, bias=False)
+        self.w2 = nn.Linear(ff_dim, d_model, bias=False)
+        self.ffn_dropout = nn.Dropout(ffn_dropout_p)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.ffn_dropout(self.w2(F.silu(self.w1(x)) * self.w3(x)))
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    """`[a, b] -> [-b, a]` over the halves of the last dimension."""
+    first, second = x.chunk(2, dim=-1)
+    return torch.cat((-second, first), dim=-1)
+
+
+class RotaryPositionalEmbedding(nn.Module):
+    """Rotary position embedding; `inv_freq` is a persistent buffer as in the checkpoints."""
+
+    inv_freq: torch.Tensor
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        inv_freq = 1.0 / (10000 ** (torch.arange(0, dim, 2).float() / dim))
+        self.register_buffer("inv_freq", inv_freq)
+
+    def cos_sin(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Tables for integer `positions` (T,): cos and sin, each (T, dim)."""
+        angles = torch.outer(positions.to(self.inv_freq.dtype), self.inv_freq)  # (T, dim/2)
+        emb = torch.cat((angles, angles), dim=-1)  # (T, dim)
+        return emb.cos(), emb.sin()
+
+    def forward(
+        self, q: torch.Tensor, k: torch.Tensor, start: int = 0
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rotate q and k (B, H, T, D) with positions `start … start+Tq-1` from the query length."""
+        positions = torch.arange(start, start + q.shape[-2], device=q.device)
+        cos, sin = self.cos_sin(positions)
+        cos, sin = cos.type_as(q), sin.type_as(q)
+        return q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
+
+
+@dataclass
+class LayerCache:
+    """Keys and values of one attention layer, preallocated to the window: (B, H, capacity, D)."""
+
+    keys: torch.Tensor
+    values: torch.Tensor
+
+
+class KVCache:
+    """Per-call cache of one model's attention keys and values; `length` positions are filled."""
+
+    def __init__(
+        self,
+        n_layers: int,
+        batch: int,
+        n_heads: int,
+        capacity: int,
+        head_dim: int,
+        *,
+        device: torch.device,
+        dtype: torch.dtype,
+    ) -> None:
+        shape = (batch, n_heads, capacity, head_dim)
+        self.layers = [
+            LayerCache(
+                torch.empty(shape, device=device, dtype=dtype),
+                torch.empty(shape, device=device, dtype=dtype),
+            )
+            for _ in range(n_layers)
+        ]
+        self.capacity = capacity
+        self.length = 0
+
+    def store(
+        self, layer: int, k: torch.Tensor, v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write k, v (B, H, T, D) at positions `length …`; return all keys and values so far."""
+        end = self.length + k.shape[-2]
+        if end > self.capacity:
+            raise ValueError(f"KV cache overflow: {end} positions > capacity {self.capacity}")
+        entry = self.layers[layer]
+        entry.keys[:, :, self.length : end] = k
+        entry.values[:, :, self.length : end] = v
+        return entry.keys[:, :, :end], entry.values[:, :, :end]
+
+
+class MultiHeadAttentionWithRoPE(nn.Module):
+    """Causal multi-head self-attention with rotary positions."""
+
+    def __init__(
+        self, d_model: int, n_heads: int, attn_dropout_p: float = 0.0, resid_dropout_p: float = 0.0
+    ) -> None:
+        super().__init__()
+        if d_model % n_heads:
+            raise ValueError(f"d_model {d_model} is not divisible by n_heads {n_heads}")
+        self.n_heads = n_heads
+        self.head_dim = d_model // n_heads
+        self.q_proj = nn.Linear(d_model, d_model)
+        self.k_proj = nn.Linear(d_model, d_model)
+        self.v_proj = nn.Linear(d_model, d_model)
+        self.out_proj = nn.Linear(d_model, d_model)
+        self.rotary = RotaryPositionalEmbedding(self.head_dim)
+        self.attn_dropout_p = attn_dropout_p
+        self.resid_dropout = nn.Dropout(resid_dropout_p)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        return rearrange(x, "b t (h d) -> b h t d", h=self.n_heads)
+
+    def forward(
+        self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0
+    ) -> torch.Tensor:
+        """x: (B, T, d_model) -> (B, T, d_model).
+
+        Without a cache, positions are 0…T-1. With one, x holds the T positions after the
+        `cache.length` already stored, and attends to them all (causally among the new ones).
+        """
+        start = cache.length if cache is not None else 0
+        q = self._heads(self.q_proj(x))  # (B, H, T, D)
+        k = self._heads(self.k_proj(x))
+        v = self._heads(self.v_proj(x))
+        q, k = self.rotary(q, k, start=start)
+        if cache is not None:
+            k, v = cache.store(layer, k, v)  # (B, H, start+T, D)
+        dropout_p = self.attn_dropout_p if self.training else 0.0
+        if start == 0 or q.shape[-2] == 1:
+            out = F.scaled_dot_product_attention(
+                q, k, v, dropout_p=dropout_p, is_causal=q.shape[-2] > 1
+            )
+        else:
+            mask = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool, device=x.device)
+            mask = mask.tril(diagonal=start)  # new query i sees cached keys and new keys ≤ i
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+        out = rearrange(out, "b h t d -> b t (h d)")
+        return self.resid_dropout(self.out_proj(out))
+
+
+class MultiHeadCrossAttentionWithRoPE(nn.Module):
+    """Cross-attention of queries over keys/values; causal only in training (as the reference)."""
+
+    def __init__(
+        self, d_model: int, n_heads: int, attn_dropout_p: float = 0.0, resid_dropout_p: float = 0.0
+    ) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.head_dim = d_model // n_heads
+        self.q_proj = nn.Linear(d_model, d_model)
+        self.k_proj = nn.Linear(d_model, d_model)
+        self.v_proj = nn.Linear(d_model, d_model)
+        self.out_proj = nn.Linear(d_model, d_model)
+        self.rotary = RotaryPositionalEmbedding(self.head_dim)
+        self.attn_dropout_p = attn_dropout_p
+        self.resid_dropout = nn.Dropout(resid_dropout_p)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        return rearrange(x, "b t (h d) -> b h t d", h=self.n_heads)
+
+    def project_memory(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values of `memory` (B, T, d_model), each (B, H, T, D), before rotation."""
+        return self._heads(self.k_proj(memory)), self._heads(self.v_proj(memory))
+
+    def attend(self, query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """query (B, Tq, d_model) over projected keys/values (B, H, Tk, D) -> (B, Tq, d_model).
+
+        RoPE positions come from the query length and apply to q and k alike, so a length-1
+        query (inference) leaves both unrotated.
+        """
+        q = self._heads(self.q_proj(query))  # (B, H, Tq, D)
+        q, keys = self.rotary(q, keys)
+        dropout_p = self.attn_dropout_p if self.training else 0.0
+        out = F.scaled_dot_product_attention(
+            q, keys, values, dropout_p=dropout_p, is_causal=self.training
+        )
+        out = rearrange(out, "b h t d -> b t (h d)")
+        return self.resid_dropout(self.out_proj(out))
+
+    def forward(self, query: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+        keys, values = self.project_memory(memory)
+        return self.attend(query, keys, values)
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm block: `x + attn(norm1(x))`, then `x + ffn(norm2(x))`."""
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        ff_dim: int,
+        ffn_dropout_p: float = 0.0,
+        attn_dropout_p: float = 0.0,
+        resid_dropout_p: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.norm1 = RMSNorm(d_model)
+        self.self_attn = MultiHeadAttentionWithRoPE(
+            d_model, n_heads, attn_dropout_p, resid_dropout_p
+        )
+        self.norm2 = RMSNorm(d_model)
+        self.ffn = FeedForward(d_model, ff_dim, ffn_dropout_p)
+
+    def forward(
+        self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0
+    ) -> torch.Tensor:
+        """x: (B, T, d_model) -> (B, T, d_model)."""
+        x = x + self.self_attn(self.norm1(x), cache, layer)
+        return x + self.ffn(self.norm2(x))
+
+
+class BinarySphericalQuantizer(nn.Module):
+    """Inference state of the binary spherical quantiser: the checkpoint's bit-weight buffers."""
+
+    basis: torch.Tensor
+    group_basis: torch.Tensor
+
+    def __init__(self, codebook_dim: int, group_size: int) -> None:
+        super().__init__()
+        self.codebook_dim = codebook_dim
+        self.register_buffer("basis", 2 ** torch.arange(codebook_dim - 1, -1, -1))
+        self.register_buffer("group_basis", 2 ** torch.arange(group_size - 1, -1, -1))
+
+
+class BSQuantizer(nn.Module):
+    """Maps latents to two halves of sign bits and back, as token ids."""
+
+    def __init__(self, s1_bits: int, s2_bits: int, group_size: int) -> None:
+        super().__init__()
+        if s1_bits != s2_bits:
+            raise ValueError(f"s1_bits ({s1_bits}) and s2_bits ({s2_bits}) must be equal")
+        self.s1_bits = s1_bits
+        self.codebook_dim = s1_bits + s2_bits
+        self.bsq = BinarySphericalQuantizer(self.codebook_dim, group_size)
+
+    def _bit_weights(self, width: int, device: torch.device) -> torch.Tensor:
+        return 2 ** torch.arange(width, dtype=torch.long, device=device)  # little-endian
+
+    def quantize_to_ids(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """z (B, T, C) -> (s1_ids, s2_ids), each (B, T) int64: the sign bits of each half."""
+        z = F.normalize(z, dim=-1)
+        bits = (z > 0).long()  # +1 -> 1, -1 -> 0; the 1/sqrt(C) scale keeps signs
+        weights = self._bit_weights(self.s1_bits, z.device)
+        s1 = (bits[..., : self.s1_bits] * weights).sum(-1)
+        s2 = (bits[..., self.s1_bits :] * weights).sum(-1)
+        return s1, s2
+
+    def ids_to_codes(self, s1_ids: torch.Tensor, s2_ids: torch.Tensor) -> torch.Tensor:
+        """(B, T) ids -> (B, T, C) float codes ±1/sqrt(C), s1 bits first."""
+        weights = self._bit_weights(self.s1_bits, s1_ids.device)
+        bits = torch.cat(
+            ((s1_ids.unsqueeze(-1) & weights) != 0, (s2_ids.unsqueeze(-1) & weights) != 0), dim=-1
+        )
+        return (bits.float() * 2 - 1) * (1.0 / math.sqrt(self.codebook_dim))
+
+
+class HierarchicalEmbedding(nn.Module):
+    """Token embedding: `fusion_proj(cat(emb_s1(s1)·√d, emb_s2(s2)·√d))`."""
+
+    def __init__(self, s1_bits: int, s2_bits: int, d_model: int) -> None:
+        super().__init__()
+        self.d_model = d_model
+        self.emb_s1 = nn.Embedding(2**s1_bits, d_model)
+        self.emb_s2 = nn.Embedding(2**s2_bits, d_model)
+        self.fusion_proj = nn.Linear(2 * d_model, d_model)
+
+    def forward(self, s1_ids: torch.Tensor, s2_ids: torch.Tensor) -> torch.Tensor:
+        """(B, T) ids -> (B, T, d_model)."""
+        scale = math.sqrt(self.d_model)
+        return self.fusion_proj(
+            torch.cat((self.emb_s1(s1_ids) * scale, self.emb_s2(s2_ids) * scale), dim=-1)
+        )
+
+
+class FixedEmbedding(nn.Module):
+    """Frozen sinusoidal table: row p = [sin(p f0), cos(p f0), sin(p f1), …]."""
+
+    def __init__(self, num_embeddings: int, d_model: int) -> None:
+        super().__init__()
+        table = torch.zeros(num_embeddings, d_model)
+        position = torch.arange(0, num_embeddings).float().unsqueeze(1)
+        div_term = (torch.arange(0, d_model, 2).float() * -(math.log(10000.0) / d_model)).exp()
+        table[:, 0::2] = torch.sin(position * div_term)
+        table[:, 1::2] = torch.cos(position * div_term)
+        self.emb = nn.Embedding(num_embeddings, d_model)
+        self.emb.weight = nn.Parameter(table, requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.emb(x).detach()
+
+
+class TemporalEmbedding(nn.Module):
+    """Sum of minute, hour, weekday, day-of-month and month embeddings of a (B, T, 5) stamp."""
+
+    def __init__(self, d_model: int, learn_te: bool) -> None:
+        super().__init__()
+        embed: type[nn.Module] = nn.Embedding if learn_te else FixedEmbedding
+        self.minute_embed = embed(60, d_model)
+        self.hour_embed = embed(24, d_model)
+        self.weekday_embed = embed(7, d_model)
+        self.day_embed = embed(32, d_model)
+        self.month_embed = embed(13, d_model)
+
+    def forward(self, stamp: torch.Tensor) -> torch.Tensor:
+        """stamp (B, T, 5): minute, hour, weekday (Mon=0), day, month -> (B, T, d_model)."""
+        x = stamp.long()
+        # Summation order as in the reference, so the float result is identical.
+        return (
+            self.hour_embed(x[:, :, 1])
+            + self.weekday_embed(x[:, :, 2])
+            + self.day_embed(x[:, :, 3])
+            + self.month_embed(x[:, :, 4])
+            + self.minute_embed(x[:, :, 0])
+        )
+
+
+class DependencyAwareLayer(nn.Module):
+    """Conditions the s2 prediction on the sampled s1 token: `norm(h + cross_attn(emb_s1, h))`."""
+
+    def __init__(self, d_model: int, n_heads: int = 4, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.cross_attn = MultiHeadCrossAttentionWithRoPE(d_model, n_heads, dropout, dropout)
+        self.norm = RMSNorm(d_model)
+
+    def forward(self, hidden: torch.Tensor, sibling_embed: torch.Tensor) -> torch.Tensor:
+        """hidden (B, T, d), sibling_embed (B, Tq, d) -> (B, T, d) (broadcast when Tq == 1)."""
+        return self.norm(hidden + self.cross_attn(sibling_embed, hidden))
+
+
+class DualHead(nn.Module):
+    """Output projections to the s1 and s2 vocabularies."""
+
+    def __init__(self, s1_bits: int, s2_bits: int, d_model: int) -> None:
+        super().__init__()
+        self.proj_s1 = nn.Linear(d_model, 2**s1_bits)
+        self.proj_s2 = nn.Linear(d_model, 2**s2_bits)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj_s1(x)
+
+    def cond_forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj_s2(x)
