@@ -1,0 +1,182 @@
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kronos_integration.data import (
+    MIN_HISTORY_BARS,
+    HistoryNotFoundError,
+    candles_from_records,
+    future_grid,
+    infer_bar_interval,
+    read_history_file,
+    resolve_history,
+    synthetic_history,
+    validate_candles,
+)
+from tests.candles import GOLDEN_DIR, candle_records, make_candles
+
+ISIN = "US67066G1040"
+
+
+def test_valid_candles_pass_and_keep_their_values():
+    frame = make_candles(60)
+    out = validate_candles(frame)
+    assert list(out.columns) == ["open", "high", "low", "close", "volume", "amount"]
+    np.testing.assert_array_equal(out.to_numpy(), frame.to_numpy())
+
+
+def test_missing_volume_and_amount_are_filled_like_the_reference():
+    frame = make_candles(40)[["open", "high", "low", "close"]]
+    out = validate_candles(frame)
+    assert (out["volume"] == 0).all()
+    assert (out["amount"] == 0).all()
+
+
+def _broken(change):
+    frame = make_candles(40)
+    return change(frame)
+
+
+def _set(frame, row, column, value):
+    frame.iloc[row, frame.columns.get_loc(column)] = value
+    return frame
+
+
+@pytest.mark.parametrize(
+    ("frame", "message"),
+    [
+        (_broken(lambda f: _set(f, 3, "close", np.nan)), r"candles\[3\]\.close: NaN or infinite"),
+        (_broken(lambda f: _set(f, 5, "volume", np.inf)), r"candles\[5\]\.volume: NaN or infinite"),
+        (_broken(lambda f: _set(f, 7, "low", -1.0)), r"candles\[7\]\.low: negative"),
+        (_broken(lambda f: _set(f, 9, "high", 0.5)), r"candles\[9\]: high is below low"),
+        (_broken(lambda f: f.drop(columns=["close", "open"])), "missing column.*open, close"),
+        (_broken(lambda f: f.iloc[[0, 2, 1, *range(3, 40)]]), r"candles\[2\].*increasing order"),
+        (_broken(lambda f: f.iloc[[0, 1, 1, *range(2, 40)]]), r"candles\[2\]: duplicate timestamp"),
+        (make_candles(MIN_HISTORY_BARS - 1), f"too little history.*{MIN_HISTORY_BARS} needed"),
+    ],
+)
+def test_bad_candles_raise_naming_the_problem(frame, message):
+    with pytest.raises(ValueError, match=message):
+        validate_candles(frame)
+
+
+def test_records_round_trip_and_unparseable_timestamp():
+    frame = make_candles(40)
+    parsed = candles_from_records(candle_records(frame))
+    pd.testing.assert_index_equal(parsed.index, frame.index, check_exact=True, check_freq=False)
+    records = candle_records(frame)
+    records[4]["timestamp"] = "not a date"
+    with pytest.raises(ValueError, match="timestamp could not be parsed"):
+        candles_from_records(records)
+    del records[4]["timestamp"]
+    with pytest.raises(ValueError, match="timestamp"):
+        candles_from_records([{"open": 1.0}])
+
+
+def test_history_sources_in_order(tmp_path):
+    frame = make_candles(50)
+    frame.reset_index().to_csv(tmp_path / f"{ISIN}.csv", index=False)
+    inline = make_candles(45, seed=3)
+
+    from_request = resolve_history(
+        ISIN, candle_records(inline), data_dir=tmp_path, allow_synthetic=True
+    )
+    assert from_request.source == "request"
+    assert len(from_request.candles) == 45
+
+    from_file = resolve_history(ISIN, None, data_dir=tmp_path, allow_synthetic=True)
+    assert from_file.source == "data_dir"
+    np.testing.assert_allclose(from_file.candles.to_numpy(), frame.to_numpy())
+
+    other = "US0378331005"
+    synthetic = resolve_history(other, None, data_dir=tmp_path, allow_synthetic=True)
+    assert synthetic.source == "synthetic"
+
+    with pytest.raises(HistoryNotFoundError, match=f"{other}.*candles.*KRONOS_DATA_DIR"):
+        resolve_history(other, None, data_dir=tmp_path, allow_synthetic=False)
+    with pytest.raises(HistoryNotFoundError, match="KRONOS_DATA_DIR"):
+        resolve_history(other, None, data_dir=None, allow_synthetic=False)
+
+
+def test_parquet_file_is_read(tmp_path):
+    frame = make_candles(50)
+    frame.reset_index().to_parquet(tmp_path / f"{ISIN}.parquet")
+    history = resolve_history(ISIN, None, data_dir=tmp_path, allow_synthetic=False)
+    assert history.source == "data_dir"
+    np.testing.assert_allclose(history.candles.to_numpy(), frame.to_numpy())
+
+
+def test_bad_file_raises_value_error(tmp_path):
+    make_candles(50).to_csv(tmp_path / f"{ISIN}.csv", index=False)
+    with pytest.raises(ValueError, match="timestamp"):
+        resolve_history(ISIN, None, data_dir=tmp_path, allow_synthetic=False)
+
+
+def test_synthetic_history_is_deterministic_per_isin_and_ends_at_100():
+    first = synthetic_history(ISIN, end=date(2025, 3, 7))
+    again = synthetic_history(ISIN, end=date(2025, 3, 7))
+    other = synthetic_history("US0378331005", end=date(2025, 3, 7))
+    pd.testing.assert_frame_equal(first, again)
+    assert not np.allclose(first["close"], other["close"])
+    assert first["close"].iloc[-1] == pytest.approx(100.0)
+    assert first.index[-1] == pd.Timestamp("2025-03-07")
+    validate_candles(first)
+
+
+def test_synthetic_history_ends_on_the_last_business_day():
+    history = resolve_history(
+        ISIN, None, data_dir=None, allow_synthetic=True, today=date(2025, 3, 10)
+    )
+    assert history.timestamps[-1] == pd.Timestamp("2025-03-07")  # Monday → previous Friday
+
+
+def test_daily_grid_uses_business_days():
+    index = make_candles(40, start="2025-01-02").index  # ends Wednesday 2025-02-26
+    assert infer_bar_interval(index) == pd.Timedelta(days=1)
+    grid = future_grid(index, 5)
+    expected = pd.to_datetime(
+        ["2025-02-27", "2025-02-28", "2025-03-03", "2025-03-04", "2025-03-05"]
+    )
+    assert list(grid.timestamps) == list(expected)
+    assert grid.day_end_positions == (0, 1, 2, 3, 4)
+
+
+def test_daily_grid_keeps_the_time_of_day_and_weekends_when_traded():
+    index = pd.date_range("2025-01-01 16:00", periods=40, freq="D")
+    grid = future_grid(index, 3)
+    assert [t.isoformat() for t in grid.timestamps] == [
+        "2025-02-10T16:00:00",
+        "2025-02-11T16:00:00",
+        "2025-02-12T16:00:00",
+    ]
+
+
+@pytest.mark.skipif(not GOLDEN_DIR.exists(), reason="../shared/golden is absent")
+def test_intraday_grid_repeats_the_session_and_matches_the_golden_future():
+    history = validate_candles(read_history_file(GOLDEN_DIR / "candles.csv"))
+    golden_future = pd.DatetimeIndex(
+        pd.read_csv(GOLDEN_DIR / "future_timestamps.csv")["timestamps"]
+    )
+    assert infer_bar_interval(history.index) == pd.Timedelta(minutes=5)
+    grid = future_grid(history.index, 2)
+    assert list(grid.timestamps[: len(golden_future)]) == list(golden_future)
+    ends = [grid.timestamps[i] for i in grid.day_end_positions]
+    assert ends == [pd.Timestamp("2024-07-01 15:00"), pd.Timestamp("2024-07-02 15:00")]
+    assert len(grid.timestamps) == 12 + 2 * 48  # rest of Friday's session + two whole sessions
+
+
+def test_intraday_grid_from_a_session_end_starts_next_business_day():
+    times = [f"2025-03-0{d} {h:02d}:00" for d in (5, 6, 7) for h in range(10, 17)]
+    index = pd.DatetimeIndex(times)  # Wed–Fri, hourly 10:00–16:00
+    grid = future_grid(index, 1)
+    assert grid.timestamps[0] == pd.Timestamp("2025-03-10 10:00")
+    assert grid.timestamps[grid.day_end_positions[0]] == pd.Timestamp("2025-03-10 16:00")
+    assert len(grid.timestamps) == 7
+
+
+def test_bars_longer_than_a_day_are_refused():
+    index = pd.date_range("2024-01-05", periods=40, freq="W-FRI")
+    with pytest.raises(ValueError, match="longer than one day"):
+        future_grid(index, 2)

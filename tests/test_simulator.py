@@ -1,0 +1,110 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from kronos_integration.data import future_grid
+from kronos_integration.forecast import Forecast, Forecaster
+from kronos_integration.simulator import StatisticalSimulator
+from tests.candles import make_candles
+
+
+def _run(simulator: Forecaster, history: pd.DataFrame, pred_len: int = 20, **kwargs) -> Forecast:
+    future = pd.date_range(history.index[-1] + pd.Timedelta(days=1), periods=pred_len, freq="B")
+    return simulator.forecast(history, history.index, future, pred_len, **kwargs)
+
+
+def test_paths_have_the_forecast_shape_and_are_valid_bars():
+    history = make_candles(200)
+    result = _run(StatisticalSimulator(), history, sample_count=16, quantiles=(0.9, 0.1), seed=3)
+    assert result.paths.shape == (16, 20, 6)
+    assert result.paths.dtype == np.float64
+    assert result.quantile_levels == (0.1, 0.9)
+    assert result.seed == 3
+    open_, high, low, close, volume, amount = np.moveaxis(result.paths, 2, 0)
+    assert (high >= np.maximum(open_, close)).all()
+    assert (low <= np.minimum(open_, close)).all()
+    assert (low > 0).all() and (volume > 0).all() and (amount > 0).all()
+    assert result.quantiles.shape == (2, 20, 6)
+
+
+def test_same_seed_same_paths_other_seed_other_paths():
+    history = make_candles(200)
+    first = _run(StatisticalSimulator(), history, sample_count=4, seed=11)
+    again = _run(StatisticalSimulator(), history, sample_count=4, seed=11)
+    other = _run(StatisticalSimulator(), history, sample_count=4, seed=12)
+    np.testing.assert_array_equal(first.paths, again.paths)
+    assert not np.allclose(first.paths, other.paths)
+
+
+def test_calibration_follows_the_history():
+    calm = StatisticalSimulator().calibrate(make_candles(300, volatility=0.002))
+    wild = StatisticalSimulator().calibrate(make_candles(300, volatility=0.03))
+    assert 0.001 < calm.volatility < 0.004
+    assert 0.015 < wild.volatility < 0.06
+    rising = make_candles(300, volatility=0.01)
+    rising[["open", "high", "low", "close"]] *= np.exp(np.linspace(0, 0.6, 300))[:, None]
+    assert StatisticalSimulator().calibrate(rising).drift == pytest.approx(
+        StatisticalSimulator().calibrate(make_candles(300)).drift + 0.6 / 299, abs=1e-9
+    )
+
+
+def test_spread_grows_with_history_volatility_and_temperature():
+    def spread(history, temperature=1.0):
+        result = _run(StatisticalSimulator(), history, sample_count=400, T=temperature, seed=0)
+        final = result.paths[:, -1, 3]
+        return np.quantile(final, 0.9) / np.quantile(final, 0.1)
+
+    calm, wild = make_candles(300, volatility=0.003), make_candles(300, volatility=0.03)
+    assert spread(wild) > spread(calm)
+    assert spread(calm, 3.0) > spread(calm, 1.0)
+
+
+def test_volatility_clusters_after_a_shock():
+    history = make_candles(300, volatility=0.005)
+    shocked = history.copy()
+    shocked.iloc[-1, shocked.columns.get_loc("close")] *= 1.15
+    shocked.iloc[-1, shocked.columns.get_loc("high")] = shocked["close"].iloc[-1]
+    simulator = StatisticalSimulator()
+    assert simulator.calibrate(shocked).volatility > 3 * simulator.calibrate(history).volatility
+
+
+def test_no_volume_history_gives_zero_volume_paths():
+    history = make_candles(60)[["open", "high", "low", "close"]]
+    result = _run(StatisticalSimulator(), history, sample_count=2, seed=0)
+    assert (result.paths[:, :, 4:] == 0).all()
+
+
+def test_intraday_history_with_the_grid():
+    history = make_candles(200, freq="5min", start="2025-03-03 09:30")
+    history = history.iloc[history.index.indexer_between_time("09:30", "15:55")]
+    grid = future_grid(pd.DatetimeIndex(history.index), 2)
+    result = StatisticalSimulator().forecast(
+        history, history.index, grid.timestamps, len(grid.timestamps), sample_count=3, seed=1
+    )
+    assert result.paths.shape == (3, len(grid.timestamps), 6)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"pred_len": 0}, "pred_len"),
+        ({"sample_count": 0}, "sample_count"),
+        ({"T": 0.0}, "temperature"),
+        ({"quantiles": (0.0, 0.5)}, "quantiles"),
+        ({"y_len": 3}, "y_timestamp"),
+        ({"x_len": 10}, "x_timestamp"),
+        ({"nan": True}, "NaN"),
+        ({"drop": "close"}, "missing column"),
+    ],
+)
+def test_bad_arguments_raise_value_error(kwargs, message):
+    history = make_candles(60)
+    if kwargs.pop("nan", False):
+        history.iloc[4, 3] = np.nan
+    if "drop" in kwargs:
+        history = history.drop(columns=[kwargs.pop("drop")])
+    pred_len = kwargs.pop("pred_len", 5)
+    future = pd.date_range("2030-01-01", periods=kwargs.pop("y_len", max(pred_len, 1)), freq="D")
+    x_timestamp = history.index[: kwargs.pop("x_len", len(history))]
+    with pytest.raises(ValueError, match=message):
+        StatisticalSimulator().forecast(history, x_timestamp, future, pred_len, **kwargs)
