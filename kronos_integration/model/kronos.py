@@ -37,7 +37,7 @@ class _EvalLoadingMixin(PyTorchModelHubMixin):
     """Strict loading into eval mode, whatever the huggingface_hub version does by default."""
 
     @classmethod
-    def _from_pretrained(cls: type[_ModelT], *, model_id: str, **kwargs: Any) -> _ModelT:  # type: ignore[override]
+    def _from_pretrained(cls: type[_ModelT], *, model_id: str, **kwargs: Any) -> _ModelT:
         map_location = str(kwargs.pop("map_location", "cpu"))
         kwargs["strict"] = True
         if os.path.isdir(model_id):
@@ -112,7 +112,7 @@ class KronosTokenizer(
     def decode(
         self, ids: tuple[torch.Tensor, torch.Tensor] | list[torch.Tensor], half: bool = True
     ) -> torch.Tensor:
-        """(s1_ids, s2_ids), each (B, T) -> reconstructed normalised candles (B, T, d_in) float32."""
+        """(s1_ids, s2_ids), each (B, T) -> reconstructed normalised candles (B, T, d_in)."""
         if not half:
             raise ValueError("only half=True (two token ids per bar) is supported")
         s1_ids, s2_ids = ids
@@ -185,8 +185,7 @@ class Kronos(nn.Module, _EvalLoadingMixin, library_name="kronos-integration", re
     ) -> torch.Tensor:
         """Final normed hidden states (B, T, d_model) of the T given tokens.
 
-        With a `cache`, the tokens follow the `cache.length` positions already stored there,
-        and the cache grows by T.
+        With a `cache`, this is its prefill (positions 0…T-1) or step (T == 1), see `KVCache`.
         """
         x = self.embedding(s1_ids, s2_ids)  # (B, T, d)
         if stamp is not None:
@@ -194,8 +193,6 @@ class Kronos(nn.Module, _EvalLoadingMixin, library_name="kronos-integration", re
         x = self.token_drop(x)
         for index, block in enumerate(self.transformer):
             x = block(x, cache, index)
-        if cache is not None:
-            cache.length += s1_ids.shape[1]
         return self.norm(x)
 
     def decode_s1(
@@ -219,9 +216,10 @@ class Kronos(nn.Module, _EvalLoadingMixin, library_name="kronos-integration", re
         keys: torch.Tensor,
         values: torch.Tensor,
         s1_ids: torch.Tensor,
+        key_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """`decode_s2(...)[:, -1]` from the last hidden state (B, d) and the dependency layer's
-        projected keys/values (B, 4, T, D) of the context: (B, 2^s2_bits)."""
+        """`decode_s2(hidden, s1_ids)[:, -1]` from the last hidden state (B, d) and the
+        dependency layer's projected keys/values of `hidden` (B, 4, T, D): (B, 2^s2_bits)."""
         query = self.embedding.emb_s1(s1_ids)  # (B, 1, d)
-        attn = self.cross_attn.attend(query, keys, values)[:, 0]  # (B, d)
+        attn = self.cross_attn.attend(query, keys, values, key_mask)[:, 0]  # (B, d)
         return self.head.cond_forward(self.dep_layer.norm(hidden_last + attn))

@@ -8,7 +8,6 @@ call, so one model can serve several threads and follow `.to(device)`.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -61,31 +60,30 @@ class RotaryPositionalEmbedding(nn.Module):
         self.register_buffer("inv_freq", inv_freq)
 
     def cos_sin(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Tables for integer `positions` (T,): cos and sin, each (T, dim)."""
-        angles = torch.outer(positions.to(self.inv_freq.dtype), self.inv_freq)  # (T, dim/2)
-        emb = torch.cat((angles, angles), dim=-1)  # (T, dim)
+        """Tables for integer `positions` (...,): cos and sin, each (..., dim)."""
+        angles = positions.to(self.inv_freq.dtype).unsqueeze(-1) * self.inv_freq  # (..., dim/2)
+        emb = torch.cat((angles, angles), dim=-1)  # (..., dim)
         return emb.cos(), emb.sin()
 
-    def forward(
-        self, q: torch.Tensor, k: torch.Tensor, start: int = 0
+    def rotate(
+        self, q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Rotate q and k (B, H, T, D) with positions `start … start+Tq-1` from the query length."""
-        positions = torch.arange(start, start + q.shape[-2], device=q.device)
+        """Rotate q and k (B, H, T, D) by `positions`: (T,) shared, or (B, 1, T) per row."""
         cos, sin = self.cos_sin(positions)
         cos, sin = cos.type_as(q), sin.type_as(q)
         return q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
 
-
-@dataclass
-class LayerCache:
-    """Keys and values of one attention layer, preallocated to the window: (B, H, capacity, D)."""
-
-    keys: torch.Tensor
-    values: torch.Tensor
+    def forward(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rotate q and k (B, H, T, D) with positions 0…Tq-1, taken from the query length."""
+        return self.rotate(q, k, torch.arange(q.shape[-2], device=q.device))
 
 
 class KVCache:
-    """Per-call cache of one model's attention keys and values; `length` positions are filled."""
+    """Per-call cache of a model's self-attention keys and values, (B, H, capacity, D) per layer.
+
+    Used in two phases: `prefill()` (the next forward is a window of T tokens at positions
+    0…T-1, causal), then `step(positions)` (one new token per row at that row's position).
+    """
 
     def __init__(
         self,
@@ -99,27 +97,35 @@ class KVCache:
         dtype: torch.dtype,
     ) -> None:
         shape = (batch, n_heads, capacity, head_dim)
-        self.layers = [
-            LayerCache(
-                torch.empty(shape, device=device, dtype=dtype),
-                torch.empty(shape, device=device, dtype=dtype),
-            )
-            for _ in range(n_layers)
-        ]
-        self.capacity = capacity
-        self.length = 0
+        self.keys = [torch.empty(shape, device=device, dtype=dtype) for _ in range(n_layers)]
+        self.values = [torch.empty(shape, device=device, dtype=dtype) for _ in range(n_layers)]
+        self.positions: torch.Tensor | None = None  # (B,) during a step, None for a prefill
+        self.key_mask: torch.Tensor | None = None  # (B, 1, 1, K) when rows' positions differ
+        self.key_len = 0
 
-    def store(
-        self, layer: int, k: torch.Tensor, v: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Write k, v (B, H, T, D) at positions `length …`; return all keys and values so far."""
-        end = self.length + k.shape[-2]
-        if end > self.capacity:
-            raise ValueError(f"KV cache overflow: {end} positions > capacity {self.capacity}")
-        entry = self.layers[layer]
-        entry.keys[:, :, self.length : end] = k
-        entry.values[:, :, self.length : end] = v
-        return entry.keys[:, :, :end], entry.values[:, :, :end]
+    @property
+    def capacity(self) -> int:
+        return self.keys[0].shape[2] if self.keys else 0
+
+    def prefill(self) -> None:
+        """The next forward writes positions 0…T-1 of every row."""
+        self.positions = None
+        self.key_mask = None
+
+    def step(self, positions: torch.Tensor) -> None:
+        """The next forward adds one token per row at `positions` (B,), each < capacity."""
+        self.positions = positions
+        self.key_len = int(positions.max()) + 1
+        if bool((positions == positions[0]).all()):
+            self.key_mask = None
+        else:
+            keys = torch.arange(self.key_len, device=positions.device)
+            self.key_mask = (keys <= positions[:, None])[:, None, None, :]
+
+    def repeat_rows(self, repeats: int) -> None:
+        """Repeat each row `repeats` times, in place: row r becomes rows r*repeats onwards."""
+        self.keys = [k.repeat_interleave(repeats, dim=0) for k in self.keys]
+        self.values = [v.repeat_interleave(repeats, dim=0) for v in self.values]
 
 
 class MultiHeadAttentionWithRoPE(nn.Module):
@@ -147,27 +153,32 @@ class MultiHeadAttentionWithRoPE(nn.Module):
     def forward(
         self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0
     ) -> torch.Tensor:
-        """x: (B, T, d_model) -> (B, T, d_model).
+        """x: (B, T, d_model) -> (B, T, d_model), causal over positions 0…T-1.
 
-        Without a cache, positions are 0…T-1. With one, x holds the T positions after the
-        `cache.length` already stored, and attends to them all (causally among the new ones).
+        With a cache in its step phase, x is (B, 1, d_model): each row's new token at its own
+        position, attending to that row's cached keys.
         """
-        start = cache.length if cache is not None else 0
         q = self._heads(self.q_proj(x))  # (B, H, T, D)
         k = self._heads(self.k_proj(x))
         v = self._heads(self.v_proj(x))
-        q, k = self.rotary(q, k, start=start)
-        if cache is not None:
-            k, v = cache.store(layer, k, v)  # (B, H, start+T, D)
         dropout_p = self.attn_dropout_p if self.training else 0.0
-        if start == 0 or q.shape[-2] == 1:
-            out = F.scaled_dot_product_attention(
-                q, k, v, dropout_p=dropout_p, is_causal=q.shape[-2] > 1
-            )
+        if cache is None or cache.positions is None:
+            q, k = self.rotary(q, k)
+            if cache is not None:
+                cache.keys[layer][:, :, : k.shape[-2]] = k
+                cache.values[layer][:, :, : v.shape[-2]] = v
+            out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
         else:
-            mask = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool, device=x.device)
-            mask = mask.tril(diagonal=start)  # new query i sees cached keys and new keys ≤ i
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+            positions = cache.positions  # (B,)
+            q, k = self.rotary.rotate(q, k, positions[:, None, None])
+            rows = torch.arange(x.shape[0], device=x.device)
+            cache.keys[layer][rows, :, positions] = k[:, :, 0]
+            cache.values[layer][rows, :, positions] = v[:, :, 0]
+            keys = cache.keys[layer][:, :, : cache.key_len]  # (B, H, K, D)
+            values = cache.values[layer][:, :, : cache.key_len]
+            out = F.scaled_dot_product_attention(
+                q, keys, values, attn_mask=cache.key_mask, dropout_p=dropout_p
+            )
         out = rearrange(out, "b h t d -> b t (h d)")
         return self.resid_dropout(self.out_proj(out))
 
@@ -196,17 +207,25 @@ class MultiHeadCrossAttentionWithRoPE(nn.Module):
         """Keys and values of `memory` (B, T, d_model), each (B, H, T, D), before rotation."""
         return self._heads(self.k_proj(memory)), self._heads(self.v_proj(memory))
 
-    def attend(self, query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    def attend(
+        self,
+        query: torch.Tensor,
+        keys: torch.Tensor,
+        values: torch.Tensor,
+        key_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """query (B, Tq, d_model) over projected keys/values (B, H, Tk, D) -> (B, Tq, d_model).
 
-        RoPE positions come from the query length and apply to q and k alike, so a length-1
-        query (inference) leaves both unrotated.
+        RoPE positions come from the query length and apply to q and k alike; a length-1 query
+        (inference) sits at position 0, where the rotation is the identity, so it is skipped.
+        `key_mask` (B, 1, 1, Tk), True where a key may be attended, serves ragged batches.
         """
         q = self._heads(self.q_proj(query))  # (B, H, Tq, D)
-        q, keys = self.rotary(q, keys)
+        if q.shape[-2] > 1:
+            q, keys = self.rotary(q, keys)
         dropout_p = self.attn_dropout_p if self.training else 0.0
         out = F.scaled_dot_product_attention(
-            q, keys, values, dropout_p=dropout_p, is_causal=self.training
+            q, keys, values, attn_mask=key_mask, dropout_p=dropout_p, is_causal=self.training
         )
         out = rearrange(out, "b h t d -> b t (h d)")
         return self.resid_dropout(self.out_proj(out))
