@@ -1,0 +1,49 @@
+"""Tiny random Kronos checkpoints that tests save and load for real (no download)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from kronos_integration.model import Kronos, KronosTokenizer
+
+GOLDEN = Path(__file__).resolve().parents[1].parent / "shared" / "golden"
+
+
+def tiny_tokenizer_config() -> dict[str, Any]:
+    """A tokenizer with the real layout at tiny widths (dropouts non-zero on purpose)."""
+    return dict(
+        d_in=6, d_model=32, n_heads=2, ff_dim=64, n_enc_layers=2, n_dec_layers=2,
+        ffn_dropout_p=0.1, attn_dropout_p=0.1, resid_dropout_p=0.1, s1_bits=6, s2_bits=6,
+        beta=0.05, gamma0=1.0, gamma=1.1, zeta=0.05, group_size=3,
+    )  # fmt: skip
+
+
+def tiny_model_config(learn_te: bool = True) -> dict[str, Any]:
+    """A Kronos with the real layout at tiny widths, matching `tiny_tokenizer_config`."""
+    return dict(
+        s1_bits=6, s2_bits=6, n_layers=2, d_model=32, n_heads=4, ff_dim=64, ffn_dropout_p=0.25,
+        attn_dropout_p=0.1, resid_dropout_p=0.25, token_dropout_p=0.1, learn_te=learn_te,
+    )  # fmt: skip
+
+
+def make_tiny_pair(seed: int = 0, learn_te: bool = True) -> tuple[Kronos, KronosTokenizer]:
+    """Random tiny model and tokenizer in eval mode; weights scaled up so logits are decisive."""
+    torch.manual_seed(seed)
+    model = Kronos(**tiny_model_config(learn_te)).eval()
+    tokenizer = KronosTokenizer(**tiny_tokenizer_config()).eval()
+    with torch.no_grad():
+        for param in model.parameters():
+            param.mul_(3.0)
+    return model, tokenizer
+
+
+def make_tiny_checkpoints(directory: Path, seed: int = 0) -> tuple[Path, Path]:
+    """Save a tiny model and tokenizer under `directory`: (model_dir, tokenizer_dir)."""
+    model, tokenizer = make_tiny_pair(seed)
+    model_dir, tokenizer_dir = directory / "tiny-model", directory / "tiny-tokenizer"
+    model.save_pretrained(model_dir)
+    tokenizer.save_pretrained(tokenizer_dir)
+    return model_dir, tokenizer_dir
