@@ -1,0 +1,202 @@
+"""The model is checkpoint-compatible and numerically faithful to the reference (golden vectors)."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from kronos_integration.model import Kronos, KronosTokenizer
+from kronos_integration.predictor import KronosPredictor, prepare_series, time_features
+from tests.checkpoints import GOLDEN, make_tiny_pair
+
+needs_golden = pytest.mark.skipif(not GOLDEN.is_dir(), reason="../shared/golden is absent")
+WEIGHTS = {"model": "tiny-model", "model_fixed_te": "tiny-model-fixed-te"}
+
+
+@pytest.fixture(scope="module")
+def expected() -> dict[str, Any]:
+    return json.loads((GOLDEN / "expected.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def candles() -> pd.DataFrame:
+    return pd.read_csv(GOLDEN / "candles.csv", parse_dates=["timestamps"])
+
+
+@pytest.fixture(scope="module")
+def future() -> pd.Series:
+    return pd.read_csv(GOLDEN / "future_timestamps.csv", parse_dates=["timestamps"])["timestamps"]
+
+
+@pytest.fixture(scope="module")
+def golden_tokenizer() -> KronosTokenizer:
+    return KronosTokenizer.from_pretrained(str(GOLDEN / "tiny-tokenizer"))
+
+
+def normalised(candles: pd.DataFrame, pred_len: int = 1) -> torch.Tensor:
+    series = prepare_series(candles, candles["timestamps"], candles["timestamps"][:pred_len], 1, 5)
+    return torch.from_numpy(series.x)[None]  # (1, 400, 6)
+
+
+@needs_golden
+@pytest.mark.parametrize("folder", ["tiny-tokenizer", "tiny-model", "tiny-model-fixed-te"])
+def test_golden_checkpoints_load_in_eval_mode(folder: str) -> None:
+    cls = KronosTokenizer if "tokenizer" in folder else Kronos
+    module = cls.from_pretrained(str(GOLDEN / folder))
+    assert not module.training
+    assert all(not m.training for m in module.modules())
+
+
+@needs_golden
+def test_tokenizer_encode_and_decode_match_reference(
+    golden_tokenizer: KronosTokenizer, expected: dict[str, Any], candles: pd.DataFrame
+) -> None:
+    with torch.inference_mode():
+        s1, s2 = golden_tokenizer.encode(normalised(candles), half=True)
+        ids = (torch.tensor([expected["encode_s1"]]), torch.tensor([expected["encode_s2"]]))
+        decoded = golden_tokenizer.decode(ids, half=True)
+    assert s1[0].tolist() == expected["encode_s1"]
+    assert s2[0].tolist() == expected["encode_s2"]
+    np.testing.assert_allclose(decoded[0].numpy(), expected["decode"], atol=1e-4)
+
+
+@needs_golden
+@pytest.mark.parametrize("prefix", list(WEIGHTS))
+def test_model_logits_match_reference(
+    prefix: str, expected: dict[str, Any], candles: pd.DataFrame
+) -> None:
+    model = Kronos.from_pretrained(str(GOLDEN / WEIGHTS[prefix]))
+    s1 = torch.tensor([expected["encode_s1"][-128:]])
+    s2 = torch.tensor([expected["encode_s2"][-128:]])
+    stamp = torch.from_numpy(time_features(candles["timestamps"][-128:]))[None]
+    with torch.inference_mode():
+        s1_logits, hidden = model.decode_s1(s1, s2, stamp)
+        argmax = int(s1_logits[0, -1].argmax())
+        s2_logits = model.decode_s2(hidden, torch.tensor([[argmax]]))
+    np.testing.assert_allclose(
+        s1_logits[0, -1].numpy(), expected[f"{prefix}_s1_logits_last"], atol=1e-4
+    )
+    assert argmax == expected[f"{prefix}_s1_argmax_last"]
+    np.testing.assert_allclose(
+        s2_logits[0, -1].numpy(), expected[f"{prefix}_s2_logits_last"], atol=1e-4
+    )
+
+
+def golden_cases() -> list[Any]:
+    if not GOLDEN.is_dir():
+        return []
+    cases = json.loads((GOLDEN / "expected.json").read_text())["greedy_predictions"]
+    return [pytest.param(c, id=f"{c['name']}-{c['weights']}") for c in cases]
+
+
+@needs_golden
+@pytest.mark.parametrize("case", golden_cases())
+def test_greedy_predictions_match_reference_in_every_window_regime(
+    case: dict[str, Any],
+    golden_tokenizer: KronosTokenizer,
+    candles: pd.DataFrame,
+    future: pd.Series,
+) -> None:
+    model = Kronos.from_pretrained(str(GOLDEN / WEIGHTS[case["weights"]]))
+    predictor = KronosPredictor(
+        model, golden_tokenizer, max_context=case["max_context"], clip=case["clip"]
+    )
+    history = candles.iloc[-case["lookback"] :]
+    sampling = case["sampling"]
+    result = predictor.predict(
+        history.drop(columns="timestamps"),
+        history["timestamps"],
+        future[: case["pred_len"]],
+        case["pred_len"],
+        T=sampling["T"],
+        top_k=sampling["top_k"],
+        top_p=sampling["top_p"],
+        sample_count=sampling["sample_count"],
+    )
+    assert list(result.index) == list(future[: case["pred_len"]])
+    np.testing.assert_allclose(result.to_numpy(), case["prediction"], rtol=1e-4, atol=1e-6)
+
+
+@needs_golden
+@pytest.mark.parametrize(
+    "name", ["Kronos-Tokenizer-base", "Kronos-mini", "Kronos-small", "Kronos-base"]
+)
+def test_published_configs_build_the_published_state_dict(name: str) -> None:
+    layout = json.loads((GOLDEN / "checkpoint_layouts.json").read_text())[name]
+    cls = KronosTokenizer if layout["class"] == "KronosTokenizer" else Kronos
+    with torch.device("meta"):
+        module = cls(**layout["config"])
+    shapes = {key: list(value.shape) for key, value in module.state_dict().items()}
+    assert shapes == layout["state_dict"]
+    assert sum(p.numel() for p in module.parameters()) == layout["parameters"]
+
+
+def test_save_pretrained_round_trip(tmp_path: Path) -> None:
+    model, tokenizer = make_tiny_pair(seed=3)
+    model.save_pretrained(tmp_path / "m")
+    tokenizer.save_pretrained(tmp_path / "t")
+    assert {p.name for p in (tmp_path / "m").iterdir()} >= {"config.json", "model.safetensors"}
+    loaded_model = Kronos.from_pretrained(str(tmp_path / "m"))
+    loaded_tokenizer = KronosTokenizer.from_pretrained(tmp_path / "t")
+    assert not loaded_model.training and not loaded_tokenizer.training
+    for original, loaded in ((model, loaded_model), (tokenizer, loaded_tokenizer)):
+        expected_state, got_state = original.state_dict(), loaded.state_dict()
+        assert expected_state.keys() == got_state.keys()
+        for key, value in expected_state.items():
+            assert torch.equal(value, got_state[key]), key
+
+
+def test_loading_a_checkpoint_with_another_layout_fails_loudly(tmp_path: Path) -> None:
+    model, _ = make_tiny_pair()
+    model.save_pretrained(tmp_path / "m")
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    config["n_layers"] += 1
+    (tmp_path / "m" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(RuntimeError, match="Missing key"):
+        Kronos.from_pretrained(str(tmp_path / "m"))
+
+
+def test_attention_keeps_no_per_call_state_on_the_module() -> None:
+    """The reference caches RoPE tables on the module by length; ours holds only `inv_freq`."""
+    model, _ = make_tiny_pair()
+    ids = torch.zeros(1, 7, dtype=torch.long)
+    with torch.inference_mode():
+        model.decode_s1(ids, ids, torch.zeros(1, 7, 5))
+        model.decode_s1(ids[:, :3], ids[:, :3], torch.zeros(1, 3, 5))
+        model.double()  # a dtype change leaves nothing stale behind
+        logits, _ = model.decode_s1(ids, ids, torch.zeros(1, 7, 5))
+    assert logits.dtype == torch.float64
+    for module in model.modules():
+        tensors = [k for k, v in vars(module).items() if isinstance(v, torch.Tensor)]
+        assert tensors == [], (type(module).__name__, tensors)
+    rotary = model.transformer[0].self_attn.rotary
+    assert list(rotary._buffers) == ["inv_freq"]
+
+
+def test_threads_share_one_model_and_get_the_single_threaded_results() -> None:
+    model, tokenizer = make_tiny_pair(seed=5)
+    predictor = KronosPredictor(model, tokenizer, max_context=48)
+    rng = np.random.default_rng(0)
+    stamps = pd.date_range("2024-01-02 09:30", periods=80, freq="5min")
+    jobs = []
+    for length in (20, 33, 40, 45):
+        close = 100 + np.cumsum(rng.normal(0, 1, length))
+        df = pd.DataFrame({"open": close, "high": close + 1, "low": close - 1, "close": close})
+        jobs.append((df, stamps[:length], stamps[length : length + 12]))
+
+    def run(job: tuple[pd.DataFrame, pd.DatetimeIndex, pd.DatetimeIndex]) -> np.ndarray:
+        df, x_ts, y_ts = job
+        return predictor.forecast(df, x_ts, y_ts, 12, sample_count=3, seed=11).paths
+
+    single = [run(job) for job in jobs]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        threaded = list(pool.map(run, jobs * 3))
+    for index, paths in enumerate(threaded):
+        np.testing.assert_array_equal(paths, single[index % len(jobs)])

@@ -1,0 +1,193 @@
+"""Cached decoding matches the reference algorithm, reproduces from seeds and refuses bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from benchmarks.reference_decoding import reference_predict
+from kronos_integration.predictor import KronosPredictor, prepare_series
+from kronos_integration.sampling import SamplingParams, sample_tokens
+from tests.checkpoints import make_tiny_pair
+
+STAMPS = pd.date_range("2024-03-04 09:30", periods=400, freq="15min")
+
+
+def candles(length: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    close = 50 * np.exp(np.cumsum(rng.normal(0, 0.01, length)))
+    spread = np.abs(rng.normal(0, 0.2, length))
+    return pd.DataFrame(
+        {
+            "open": close * (1 + rng.normal(0, 0.002, length)),
+            "high": close + spread,
+            "low": close - spread,
+            "close": close,
+            "volume": rng.integers(100, 1000, length).astype(float),
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def predictor() -> KronosPredictor:
+    model, tokenizer = make_tiny_pair(seed=1)
+    return KronosPredictor(model, tokenizer, max_context=64)
+
+
+@pytest.mark.parametrize(
+    ("lookback", "pred_len"),
+    [(30, 20), (64, 1), (50, 30), (90, 10), (1, 12)],
+    ids=["fits", "fills-exactly", "slides", "history-longer-than-window", "one-bar-history"],
+)
+def test_cached_greedy_decoding_equals_full_recompute(
+    predictor: KronosPredictor, lookback: int, pred_len: int
+) -> None:
+    df = candles(lookback)
+    x_ts, y_ts = STAMPS[:lookback], STAMPS[lookback : lookback + pred_len]
+    greedy = SamplingParams(temperature=1.0, top_k=1, top_p=1.0)
+    expected = reference_predict(
+        predictor.model,
+        predictor.tokenizer,
+        df,
+        x_ts,
+        y_ts,
+        pred_len,
+        max_context=64,
+        params=greedy,
+    )
+    got = predictor.predict(df, x_ts, y_ts, pred_len, T=1.0, top_k=1, top_p=1.0)
+    pd.testing.assert_index_equal(got.index, expected.index)
+    np.testing.assert_allclose(got.to_numpy(), expected.to_numpy(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("lookback", [40, 60])
+def test_sampled_paths_equal_the_reference_under_the_same_global_seed(
+    predictor: KronosPredictor, lookback: int
+) -> None:
+    df, pred_len = candles(lookback, seed=2), 16
+    x_ts, y_ts = STAMPS[:lookback], STAMPS[lookback : lookback + pred_len]
+    torch.manual_seed(123)
+    expected = reference_predict(
+        predictor.model,
+        predictor.tokenizer,
+        df,
+        x_ts,
+        y_ts,
+        pred_len,
+        max_context=64,
+        params=SamplingParams(temperature=0.8, top_k=0, top_p=0.9),
+        sample_count=4,
+    )
+    torch.manual_seed(123)
+    got = predictor.predict(df, x_ts, y_ts, pred_len, T=0.8, top_p=0.9, sample_count=4)
+    np.testing.assert_allclose(got.to_numpy(), expected.to_numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_predict_batch_accepts_series_of_different_lengths(predictor: KronosPredictor) -> None:
+    lengths, pred_len = (12, 40, 63, 80), 8
+    dfs = [candles(n, seed=n) for n in lengths]
+    x_list = [STAMPS[:n] for n in lengths]
+    y_list = [STAMPS[n : n + pred_len] for n in lengths]
+    batch = predictor.predict_batch(dfs, x_list, y_list, pred_len, top_k=1)
+    for df, x_ts, y_ts, got in zip(dfs, x_list, y_list, batch, strict=True):
+        alone = predictor.predict(df, x_ts, y_ts, pred_len, top_k=1)
+        np.testing.assert_allclose(got.to_numpy(), alone.to_numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_forecast_returns_every_path_and_reproduces_from_its_seed(
+    predictor: KronosPredictor,
+) -> None:
+    df, pred_len = candles(48), 10
+    x_ts, y_ts = pd.Series(STAMPS[:48]), pd.Series(STAMPS[48:58])
+    first = predictor.forecast(df, x_ts, y_ts, pred_len, sample_count=6, quantiles=(0.9, 0.1))
+    assert first.paths.shape == (6, pred_len, 6) and first.paths.dtype == np.float64
+    assert first.quantile_levels == (0.1, 0.9)
+    assert first.quantiles.shape == (2, pred_len, 6)
+    assert np.all(first.quantiles[0] <= first.quantiles[1])
+    assert first.seed is not None
+    again = predictor.forecast(df, x_ts, y_ts, pred_len, sample_count=6, seed=first.seed)
+    np.testing.assert_array_equal(again.paths, first.paths)
+    other = predictor.forecast(df, x_ts, y_ts, pred_len, sample_count=6, seed=first.seed + 1)
+    assert not np.array_equal(other.paths, first.paths)
+    assert len(np.unique(first.paths[:, -1, 3])) > 1  # sample paths really differ
+
+
+def test_timestamps_may_be_a_series_or_a_datetime_index(predictor: KronosPredictor) -> None:
+    df = candles(30)
+    as_index = predictor.forecast(df, STAMPS[:30], STAMPS[30:35], 5, seed=1)
+    as_series = predictor.forecast(df, pd.Series(STAMPS[:30]), pd.Series(STAMPS[30:35]), 5, seed=1)
+    np.testing.assert_array_equal(as_index.paths, as_series.paths)
+
+
+def test_volume_and_amount_are_filled_as_the_reference_does() -> None:
+    prices = candles(5)[["open", "high", "low", "close"]]
+    without_volume = prepare_series(prices, STAMPS[:5], STAMPS[5:6], 1, 5.0)
+    assert np.all(without_volume.mean[4:] == 0)
+    with_volume = candles(5)
+    series = prepare_series(with_volume, STAMPS[:5], STAMPS[5:6], 1, 5.0)
+    amount = with_volume["volume"] * with_volume[["open", "high", "low", "close"]].mean(axis=1)
+    assert series.mean[5] == pytest.approx(np.float32(amount.astype(np.float32).mean()), rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d, x, y, n: (d.assign(close=np.nan), x, y, n), "NaN"),
+        (lambda d, x, y, n: (d.assign(high=np.inf), x, y, n), "infinite"),
+        (lambda d, x, y, n: (d.drop(columns="low"), x, y, n), "missing price columns"),
+        (lambda d, x, y, n: (d, x[:-1], y, n), "x_timestamp has 19 entries"),
+        (lambda d, x, y, n: (d, x, y[:-1], n), "y_timestamp has 3 entries"),
+        (lambda d, x, y, n: (d, x, y[:0], 0), "pred_len must be >= 1"),
+        (lambda d, x, y, n: (d.iloc[:0], x[:0], y, n), "no rows"),
+        (lambda d, x, y, n: (d.to_numpy(), x, y, n), "must be a pandas DataFrame"),
+    ],
+    ids=["nan", "inf", "missing-column", "x-length", "y-length", "pred-len", "empty", "not-frame"],
+)
+def test_bad_input_raises_value_error_with_a_clear_message(
+    predictor: KronosPredictor, change, message: str
+) -> None:
+    df, x_ts, y_ts, pred_len = change(candles(20), STAMPS[:20], STAMPS[20:24], 4)
+    with pytest.raises(ValueError, match=message):
+        predictor.predict(df, x_ts, y_ts, pred_len)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"sample_count": 0}, "sample_count"),
+        ({"T": 0.0}, "temperature"),
+        ({"top_p": 1.5}, "top_p"),
+        ({"top_k": -1}, "top_k"),
+        ({"quantiles": (0.5, 1.0)}, "quantiles"),
+    ],
+)
+def test_bad_sampling_arguments_raise_value_error(
+    predictor: KronosPredictor, kwargs: dict, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        predictor.forecast(candles(20), STAMPS[:20], STAMPS[20:24], 4, **kwargs)
+
+
+def test_pred_len_beyond_the_window_is_refused(predictor: KronosPredictor) -> None:
+    with pytest.raises(ValueError, match="max_context"):
+        predictor.predict(candles(20), STAMPS[:20], STAMPS[20:85], 65)
+
+
+def test_reference_rule_ignores_top_p_when_top_k_is_set_and_the_combined_rule_does_not() -> None:
+    # Token 0 holds ~97% of the mass: nucleus 0.5 keeps only it; top-k 3 keeps three tokens.
+    logits = torch.tensor([[8.0, 4.5, 4.4, 0.0, -1.0]]).repeat(4000, 1)
+    generator = torch.Generator().manual_seed(0)
+    reference = SamplingParams(temperature=1.0, top_k=3, top_p=0.5, reference_top_k=True)
+    combined = SamplingParams(temperature=1.0, top_k=3, top_p=0.5, reference_top_k=False)
+    reference_draws = set(sample_tokens(logits, reference, generator)[:, 0].tolist())
+    combined_draws = set(sample_tokens(logits, combined, generator)[:, 0].tolist())
+    assert reference_draws == {0, 1, 2}
+    assert combined_draws == {0}
+
+
+def test_nucleus_keeps_the_token_that_crosses_top_p() -> None:
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]])).repeat(4000, 1)
+    draws = sample_tokens(logits, SamplingParams(top_p=0.7), torch.Generator().manual_seed(1))
+    assert set(draws[:, 0].tolist()) == {0, 1}
