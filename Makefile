@@ -34,3 +34,15 @@ bench: $(STAMP) ## CPU benchmarks (prints tables and JSON lines)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# Model registry (python -m kronos_integration; model ids, revisions and HF_TOKEN from the environment).
+.PHONY: download model-info predict-csv
+
+download: $(STAMP) ## pre-fetch model + tokenizer into the Hugging Face cache (HF_HOME)
+	$(PY) -m kronos_integration download
+
+model-info: $(STAMP) ## what the service would load, from where, on which device
+	$(PY) -m kronos_integration info
+
+predict-csv: $(STAMP) ## forecast a CSV of candles: make predict-csv CSV=file.csv [PLOT=out.png]
+	$(PY) -m kronos_integration predict $(CSV) $(if $(PLOT),--plot $(PLOT))

@@ -113,6 +113,44 @@ def is_local_spec(spec: ArtifactSpec) -> bool:
     )
 
 
+def resolve_device(name: str) -> torch.device:
+    """`cpu`, `cuda`, `cuda:N` or `auto` (the first GPU if there is one) as a torch device.
+
+    Raises ValueError for a CUDA device this machine does not have: a GPU configuration must not
+    silently run on the CPU.
+    """
+    text = name.strip().lower()
+    if text == "auto":
+        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise ValueError(f"device {name!r} is not cpu, cuda, cuda:N or auto") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (device.index or 0) >= count:
+            raise ValueError(f"device {name!r} does not exist here ({count} CUDA device(s))")
+    elif device.type != "cpu":
+        raise ValueError(f"device {name!r} is not cpu, cuda, cuda:N or auto")
+    return device
+
+
+def find_cached(
+    spec: ArtifactSpec, *, hub: HubEnvironment | None = None
+) -> ResolvedArtifact | None:
+    """Where `spec` is on disk right now (local folder or hub cache), without asking the hub."""
+    if is_local_spec(spec):
+        folder = Path(spec.repo_id).expanduser()
+        return _resolve_local_folder(spec) if folder.is_dir() else None
+    hub = hub or HubEnvironment.from_env()
+    revision = spec.revision or DEFAULT_REVISION
+    try:
+        folder = _fetch_files(spec.repo_id, revision, None, 0.0, hub, cache_only=True)
+    except ModelLoadError:
+        return None
+    return ResolvedArtifact(spec=spec, folder=folder, sha=folder.name, source="cache")
+
+
 def resolve_artifact(
     spec: ArtifactSpec,
     *,
@@ -189,8 +227,8 @@ def load_artifacts(
     resolved_tokenizer = resolve_artifact(
         tokenizer, token=token, hub_timeout_s=hub_timeout_s, hub=hub
     )
-    loaded_model = _load_module(Kronos, resolved_model, device)
-    loaded_tokenizer = _load_module(KronosTokenizer, resolved_tokenizer, device)
+    loaded_model = load_module(Kronos, resolved_model, device)
+    loaded_tokenizer = load_module(KronosTokenizer, resolved_tokenizer, device)
     seconds = time.perf_counter() - started
     logger.info(
         "loaded model %s (commit %s) and tokenizer %s (commit %s) on %s in %.2f s",
@@ -304,7 +342,7 @@ def _describe_hub_error(
     return f"hub error (HTTP {status}): {_redact(str(exc), token)}"
 
 
-def _load_module(cls: type[_Module], resolved: ResolvedArtifact, device: torch.device) -> _Module:
+def load_module(cls: type[_Module], resolved: ResolvedArtifact, device: torch.device) -> _Module:
     """`cls.from_pretrained` on the resolved folder, strictly (every weight must fit the config)."""
     repo_id = resolved.spec.repo_id
     for filename in CHECKPOINT_FILES:

@@ -1,0 +1,219 @@
+"""`python -m kronos_integration`: predict with the golden tiny checkpoints, download/info against a
+hub cache laid out like huggingface_hub's, push's argument handling and offline error path.
+
+`push` is not exercised against a hub here (no network, and a fake of the upload protocol would test
+the fake): only its argument checks and the error it gives when the hub cannot be reached."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from kronos_integration.cli import main
+from kronos_integration.registry import DEFAULT_MODEL_ID, DEFAULT_TOKENIZER_ID
+from tests.hub_fixtures import GOLDEN, build_hub_cache, fake_sha, point_hub_at, running_fake_hub
+
+pytestmark = pytest.mark.skipif(
+    not (GOLDEN / "candles.csv").is_file(), reason="no golden candles and checkpoints"
+)
+
+MODEL_DIR = GOLDEN / "tiny-model"
+TOKENIZER_DIR = GOLDEN / "tiny-tokenizer"
+CANDLES = GOLDEN / "candles.csv"
+TOKEN = "hf_cliTestSecret0123456789abcdefgh"
+LOCAL = ["--model", str(MODEL_DIR), "--tokenizer", str(TOKENIZER_DIR)]
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No KRONOS_* or HF_* variable from outside; an empty hub cache, offline."""
+    for name in list(os.environ):
+        if name.startswith("KRONOS_"):
+            monkeypatch.delenv(name)
+    point_hub_at(monkeypatch, tmp_path / "hf-home", offline=True)
+
+
+@pytest.fixture
+def warm_cache(tmp_path: Path) -> Path:
+    """HF_HOME (the one `clean_environment` points at) with both default repos cached."""
+    hf_home = tmp_path / "hf-home"
+    build_hub_cache(hf_home / "hub", DEFAULT_MODEL_ID, MODEL_DIR, fake_sha("cli-model"))
+    build_hub_cache(hf_home / "hub", DEFAULT_TOKENIZER_ID, TOKENIZER_DIR, fake_sha("cli-tok"))
+    return hf_home
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    status = main(list(args))
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+PREDICT = ["predict", str(CANDLES), "--pred-len", "4", "--sample-count", "3", "--seed", "7"]
+
+
+def test_predict_prints_a_reproducible_table(capsys: pytest.CaptureFixture[str]) -> None:
+    status, first, _ = run_cli(capsys, *PREDICT, *LOCAL)
+    assert status == 0
+    lines = first.strip().splitlines()
+    assert lines[0].split() == [
+        *("open", "high", "low", "close", "volume", "amount"),
+        *("close_q0.1", "close_q0.5", "close_q0.9"),
+    ]
+    assert len(lines) == 2 + 4  # header, index name, 4 bars
+    assert run_cli(capsys, *PREDICT, *LOCAL)[1] == first  # same seed, same forecast
+
+
+def test_predict_json_follows_the_history(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run_cli(capsys, *PREDICT, *LOCAL, "--json", "--quantiles", "0.25,0.75")
+    assert status == 0
+    document = json.loads(out)
+    assert document["model"] == {"id": str(MODEL_DIR), "sha": None}
+    assert (document["seed"], document["sample_count"]) == (7, 3)
+    assert document["quantile_levels"] == [0.25, 0.75]
+    bars = document["bars"]
+    last_candle = pd.Timestamp(pd.read_csv(CANDLES)["timestamps"].iloc[-1])
+    stamps = [pd.Timestamp(bar["timestamp"]) for bar in bars]
+    assert len(bars) == 4 and stamps[0] > last_candle and stamps == sorted(stamps)
+    for bar in bars:
+        low, high = bar["quantiles"]["0.25"]["close"], bar["quantiles"]["0.75"]["close"]
+        assert low <= high and set(bar["mean"]) == {
+            "open",
+            "high",
+            "low",
+            "close",
+            "volume",
+            "amount",
+        }
+
+
+def test_predict_writes_a_png(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    plot = tmp_path / "forecast.png"
+    status, _, err = run_cli(capsys, *PREDICT, *LOCAL, "--plot", str(plot))
+    assert status == 0 and str(plot) in err
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 10_000
+
+
+def test_predict_from_the_hub_cache_with_default_ids(
+    capsys: pytest.CaptureFixture[str], warm_cache: Path
+) -> None:
+    status, out, _ = run_cli(capsys, *PREDICT, "--json")
+    assert status == 0
+    document = json.loads(out)
+    assert document["model"] == {"id": DEFAULT_MODEL_ID, "sha": fake_sha("cli-model")}
+    assert document["tokenizer"] == {"id": DEFAULT_TOKENIZER_ID, "sha": fake_sha("cli-tok")}
+
+
+def test_predict_rejects_candles_without_a_close_column(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken.csv"
+    pd.read_csv(CANDLES).drop(columns=["close"]).to_csv(broken, index=False)
+    status, out, err = run_cli(capsys, "predict", str(broken), *LOCAL)
+    assert status == 2 and "close" in err and out == ""
+
+
+def test_predict_with_a_cold_cache_offline_names_the_repo(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    status, _, err = run_cli(capsys, *PREDICT)
+    assert status == 1 and DEFAULT_MODEL_ID in err and "not in the cache" in err
+
+
+def test_unknown_device_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    status, _, err = run_cli(capsys, *PREDICT, *LOCAL, "--device", "cuda:7")
+    assert status == 2 and "cuda:7" in err
+
+
+def test_download_reports_the_cached_commits(
+    capsys: pytest.CaptureFixture[str], warm_cache: Path
+) -> None:
+    status, out, _ = run_cli(capsys, "download")
+    assert status == 0
+    assert f"{DEFAULT_MODEL_ID}@main: commit {fake_sha('cli-model')} (cache)" in out
+    assert f"{DEFAULT_TOKENIZER_ID}@main: commit {fake_sha('cli-tok')} (cache)" in out
+
+
+def test_download_of_an_uncached_revision_offline_fails(
+    capsys: pytest.CaptureFixture[str], warm_cache: Path
+) -> None:
+    status, _, err = run_cli(capsys, "download", "--revision", "v9")
+    assert status == 1 and DEFAULT_MODEL_ID in err and "'v9'" in err
+
+
+def test_download_sends_hf_token_and_never_prints_it(
+    capsys: pytest.CaptureFixture[str], warm_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answers = {
+        DEFAULT_MODEL_ID: (200, fake_sha("cli-model"), None),
+        DEFAULT_TOKENIZER_ID: (401, None, None),
+    }
+    with running_fake_hub(answers) as hub:
+        point_hub_at(monkeypatch, warm_cache, offline=False, endpoint=hub.url)
+        monkeypatch.setenv("HF_TOKEN", TOKEN)
+        status, out, err = run_cli(capsys, "-v", "download")
+    assert hub.authorizations == [f"Bearer {TOKEN}"] * 2
+    assert f"commit {fake_sha('cli-model')} (hub)" in out
+    assert status == 1 and DEFAULT_TOKENIZER_ID in err and "HF_TOKEN" in err
+    assert TOKEN not in out + err
+
+
+def test_info_says_what_would_load_from_where(
+    capsys: pytest.CaptureFixture[str], warm_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    monkeypatch.setenv("KRONOS_TOKENIZER_ID", str(TOKENIZER_DIR))
+    status, out, _ = run_cli(capsys, "info", "--json")
+    assert status == 0 and TOKEN not in out
+    report = json.loads(out)
+    model, tokenizer = report["artifacts"]
+    assert (model["id"], model["sha"]) == (DEFAULT_MODEL_ID, fake_sha("cli-model"))
+    assert "hub cache" in model["where"]
+    assert tokenizer["sha"] is None and tokenizer["where"].startswith("local folder")
+    assert report["device"] == "cpu" and report["hf_token"] == "set" and report["offline"]
+    assert report["hub_cache"] == str(warm_cache / "hub")
+
+
+def test_push_argument_checks(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["push", str(MODEL_DIR), "me/kronos"])  # --kind is required
+    assert caught.value.code == 2
+    status, _, err = run_cli(capsys, "push", str(MODEL_DIR), "a/b/c", "--kind", "model")
+    assert status == 2 and "ORG/NAME" in err
+    status, _, err = run_cli(capsys, "push", str(tmp_path), "me/kronos", "--kind", "model")
+    assert status == 1 and "config.json missing" in err
+    status, _, err = run_cli(capsys, "push", str(MODEL_DIR), "me/kronos", "--kind", "tokenizer")
+    assert status == 1 and "KronosTokenizer checkpoint" in err
+
+
+def test_push_offline_fails_naming_the_repo_without_the_token(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    status, out, err = run_cli(
+        capsys, "push", str(MODEL_DIR), "me/kronos-tiny", "--kind", "model", "--private"
+    )
+    assert status == 1 and "me/kronos-tiny" in err and "push failed" in err
+    assert TOKEN not in out + err
+
+
+def test_module_entry_point_runs(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KRONOS_", "HF_"))}
+    env |= {"HF_HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "kronos_integration", "info"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=Path(__file__).resolve().parents[1],
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"model: {DEFAULT_MODEL_ID} @ main" in result.stdout
+    assert "loading will fail" in result.stdout
