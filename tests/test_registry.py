@@ -19,17 +19,13 @@ from kronos_integration.registry import (
     load_artifacts,
     resolve_artifact,
 )
+from tests.checkpoints import make_tiny_checkpoints
 from tests.hub_fixtures import (
-    GOLDEN,
     build_hub_cache,
     closed_loopback_url,
     fake_sha,
     point_hub_at,
     running_fake_hub,
-)
-
-pytestmark = pytest.mark.skipif(
-    not (GOLDEN / "tiny-model").is_dir(), reason="no golden checkpoints"
 )
 
 TOKEN = "hf_registryTestSecret0123456789abcdef"
@@ -40,11 +36,8 @@ CPU = torch.device("cpu")
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(model_dir, tokenizer_dir): tiny checkpoints copied into a folder the tests may damage."""
-    root = tmp_path_factory.mktemp("checkpoints")
-    model_dir = shutil.copytree(GOLDEN / "tiny-model", root / "model")
-    tokenizer_dir = shutil.copytree(GOLDEN / "tiny-tokenizer", root / "tokenizer")
-    return Path(model_dir), Path(tokenizer_dir)
+    """(model_dir, tokenizer_dir): tiny random checkpoints written with `save_pretrained`."""
+    return make_tiny_checkpoints(tmp_path_factory.mktemp("checkpoints"))
 
 
 @pytest.fixture
