@@ -71,8 +71,8 @@ def validate_candles(frame: pd.DataFrame, *, min_bars: int = MIN_HISTORY_BARS) -
     """Check candles and return them as float64 `CANDLE_COLUMNS` (missing volume/amount filled).
 
     `frame` must be indexed by timestamps. Raises ValueError naming the first problem found:
-    missing columns, NaN or infinite values, negative prices, high below low, unsorted or
-    duplicate timestamps, or fewer than `min_bars` bars.
+    missing columns, NaN or infinite values, prices not above zero, negative volume or amount,
+    high below low, unsorted or duplicate timestamps, or fewer than `min_bars` bars.
     """
     missing = [c for c in PRICE_COLUMNS if c not in frame.columns]
     if missing:
@@ -88,11 +88,16 @@ def validate_candles(frame: pd.DataFrame, *, min_bars: int = MIN_HISTORY_BARS) -
         raise ValueError(
             f"candles[{bad_rows[0]}].{CANDLE_COLUMNS[bad_cols[0]]}: NaN or infinite value"
         )
-    negative_rows, negative_cols = np.nonzero(values < 0)
-    if negative_rows.size:
+    price_count = len(PRICE_COLUMNS)
+    bad_rows, bad_cols = np.nonzero(values[:, :price_count] <= 0)
+    if bad_rows.size:
         raise ValueError(
-            f"candles[{negative_rows[0]}].{CANDLE_COLUMNS[negative_cols[0]]}: negative value"
+            f"candles[{bad_rows[0]}].{CANDLE_COLUMNS[bad_cols[0]]}: prices must be positive"
         )
+    bad_rows, bad_cols = np.nonzero(values[:, price_count:] < 0)
+    if bad_rows.size:
+        column = CANDLE_COLUMNS[price_count + bad_cols[0]]
+        raise ValueError(f"candles[{bad_rows[0]}].{column}: negative value")
     inverted = np.flatnonzero(out["high"].to_numpy() < out["low"].to_numpy())
     if inverted.size:
         raise ValueError(f"candles[{inverted[0]}]: high is below low")
@@ -138,6 +143,7 @@ def synthetic_history(isin: str, *, end: date, bars: int = SYNTHETIC_BARS) -> pd
     rng = np.random.default_rng(seed)
     log_returns = rng.normal(0.0003, 0.015, bars)
     close = SYNTHETIC_LAST_CLOSE * np.exp(np.cumsum(log_returns) - log_returns.sum())
+    close[-1] = SYNTHETIC_LAST_CLOSE  # exactly, not up to float rounding
     previous_close = np.concatenate([[close[0] / np.exp(log_returns[0])], close[:-1]])
     open_ = previous_close * np.exp(rng.normal(0.0, 0.004, bars))
     high = np.maximum(open_, close) * np.exp(np.abs(rng.normal(0.0, 0.006, bars)))

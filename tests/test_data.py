@@ -49,7 +49,12 @@ def _set(frame, row, column, value):
     [
         (_broken(lambda f: _set(f, 3, "close", np.nan)), r"candles\[3\]\.close: NaN or infinite"),
         (_broken(lambda f: _set(f, 5, "volume", np.inf)), r"candles\[5\]\.volume: NaN or infinite"),
-        (_broken(lambda f: _set(f, 7, "low", -1.0)), r"candles\[7\]\.low: negative"),
+        (_broken(lambda f: _set(f, 7, "low", -1.0)), r"candles\[7\]\.low: prices must be positive"),
+        (
+            _broken(lambda f: _set(f, 8, "open", 0.0)),
+            r"candles\[8\]\.open: prices must be positive",
+        ),
+        (_broken(lambda f: _set(f, 6, "amount", -2.0)), r"candles\[6\]\.amount: negative value"),
         (_broken(lambda f: _set(f, 9, "high", 0.5)), r"candles\[9\]: high is below low"),
         (_broken(lambda f: f.drop(columns=["close", "open"])), "missing column.*open, close"),
         (_broken(lambda f: f.iloc[[0, 2, 1, *range(3, 40)]]), r"candles\[2\].*increasing order"),

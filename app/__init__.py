@@ -1,0 +1,43 @@
+"""The Flask application factory. Nothing heavy happens here: the model loads per worker, after
+gunicorn forks it (`gunicorn.conf.py`), through `app.extensions["kronos.service"].load()`."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from app import errors, request_id
+from app.api import register_blueprints
+from app.openapi import ProblemApi
+from app.service import EXTENSION_KEY as SERVICE_KEY
+from app.service import ForecastService
+from app.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+SETTINGS_KEY = "kronos.settings"
+API_TITLE = "Kronos prediction service"
+API_VERSION = "1.0.0"
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the app for `settings` (default: `Settings.from_env()`); the model is not loaded."""
+    settings = settings or Settings.from_env()
+    app = Flask(__name__)
+    app.config.update(
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        API_TITLE=API_TITLE,
+        API_VERSION=API_VERSION,
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+    )
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions[SETTINGS_KEY] = settings
+    app.extensions[SERVICE_KEY] = ForecastService(settings)
+    request_id.init_app(app)
+    api = ProblemApi(app)
+    errors.init_app(app)
+    register_blueprints(api)
+    return app

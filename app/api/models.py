@@ -1,0 +1,19 @@
+"""GET /models: what this worker serves and how it got there."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask_smorest import Blueprint
+
+from app.api import forecast_service
+from app.schemas import ModelsSchema
+
+blp = Blueprint("models", __name__, description="The loaded model, its origin and state.")
+
+
+@blp.route("/models", methods=["GET"])
+@blp.response(200, ModelsSchema)
+def models() -> dict[str, Any]:
+    """Mode, model and tokenizer ids, revisions and shas, device, dtype, sizes, load time."""
+    return forecast_service().model_info()

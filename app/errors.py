@@ -1,0 +1,114 @@
+"""One error shape for the whole service: RFC 9457 problem details (`application/problem+json`).
+
+`problem()` builds every error response: HTTP errors (404, 405, 413, ...), schema violations
+(`errors` maps each field to its messages), domain errors raised as `ProblemError`, and
+unexpected exceptions (500, logged with the request id, answered without internals).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
+
+from flask import Flask, Response, current_app, g, json
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_MIMETYPE = "application/problem+json"
+PROBLEM_TYPE_BASE = "https://kronos.invalid/problems/"
+
+
+class ProblemError(Exception):
+    """A domain error that the service answers as problem+json with `status`."""
+
+    def __init__(
+        self, status: int, title: str, detail: str, errors: Mapping[str, Any] | None = None
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.errors = errors
+
+
+def problem_body(
+    status: int, title: str, detail: str, errors: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The problem document: type, title, status, detail, request_id and, if any, errors."""
+    slug = HTTPStatus(status).phrase.lower().replace(" ", "-") if status in _STATUSES else "error"
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_BASE + slug,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "request_id": g.get("request_id"),
+    }
+    if errors:
+        body["errors"] = dict(errors)
+    return body
+
+
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    errors: Mapping[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """An `application/problem+json` response (see `problem_body`)."""
+    response = Response(
+        json.dumps(problem_body(status, title, detail, errors)),
+        status=status,
+        mimetype=PROBLEM_MIMETYPE,
+    )
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def init_app(app: Flask) -> None:
+    """Answer every error of `app` with `problem()`."""
+    app.register_error_handler(ProblemError, _answer_problem_error)
+    app.register_error_handler(HTTPException, _answer_http_exception)
+    app.register_error_handler(Exception, _answer_unexpected)
+
+
+def _answer_problem_error(error: ProblemError) -> Response:
+    return problem(error.status, error.title, error.detail, error.errors)
+
+
+def _answer_http_exception(error: HTTPException) -> Response:
+    status = error.code or 500
+    title = HTTPStatus(status).phrase if status in _STATUSES else "Error"
+    detail = error.description or title
+    errors = None
+    messages = getattr(error, "data", {}).get("messages")  # webargs / flask-smorest validation
+    if isinstance(messages, Mapping):
+        errors = messages.get("json", messages)
+        if status == 400 and errors and not isinstance(errors, Mapping):
+            detail, errors = "The request body is not valid JSON.", None
+        else:
+            detail = "The request does not match the schema; see 'errors' for each field."
+    if isinstance(error, RequestEntityTooLarge):
+        limit = current_app.config.get("MAX_CONTENT_LENGTH")
+        detail = f"The request body is larger than the {limit}-byte limit (KRONOS_MAX_BODY_BYTES)."
+    headers = {}
+    if status == 405:
+        response = error.get_response()
+        headers["Allow"] = response.headers.get("Allow", "")
+    return problem(status, title, detail, errors, headers)
+
+
+def _answer_unexpected(error: Exception) -> Response:
+    logger.exception("unexpected error (request id %s)", g.get("request_id"))
+    return problem(
+        500,
+        "Internal Server Error",
+        f"An unexpected error occurred; quote request id {g.get('request_id')} when reporting it.",
+    )
+
+
+_STATUSES = frozenset(s.value for s in HTTPStatus)

@@ -1,0 +1,307 @@
+"""Request and response schemas (marshmallow): they validate input at the edge and generate
+`/openapi.json`. Unknown fields are rejected everywhere (marshmallow's default, RAISE).
+
+Limits that depend on configuration (horizon, candles, samples, quantiles, batch items) are
+checked against the app's `Settings`, and each error names the limit and its variable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
+from typing import Any
+
+import pandas as pd
+from flask import current_app
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from app.settings import Settings
+from kronos_integration.data import MIN_HISTORY_BARS
+from kronos_integration.forecast import DEFAULT_QUANTILES
+from kronos_integration.isin import validate_isin
+
+MAX_SEED = 2**32 - 1
+
+
+def _settings() -> Settings:
+    settings: Settings = current_app.extensions["kronos.settings"]
+    return settings
+
+
+def _check_isin(value: str) -> None:
+    try:
+        validate_isin(value)
+    except ValueError as error:
+        raise ValidationError(str(error)) from None
+
+
+def _over_limit(name: str, limit: int, variable: str) -> str:
+    return f"at most {limit} {name} allowed ({variable}={limit})"
+
+
+class Timestamp(fields.Field):
+    """An ISO 8601 date or date-time string, parsed to a `pandas.Timestamp`."""
+
+    default_error_messages = {"invalid": "Not a valid ISO 8601 date or date-time."}  # noqa: RUF012
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> pd.Timestamp:
+        if not isinstance(value, str):
+            raise self.make_error("invalid")
+        try:
+            stamp = pd.Timestamp(value)
+        except (ValueError, TypeError, OverflowError):
+            raise self.make_error("invalid") from None
+        if pd.isna(stamp):
+            raise self.make_error("invalid")
+        return stamp
+
+
+def _price(**kwargs: Any) -> fields.Float:
+    return fields.Float(
+        allow_nan=False, validate=validate.Range(min=0, min_inclusive=False), **kwargs
+    )
+
+
+def _quantity(**kwargs: Any) -> fields.Float:
+    return fields.Float(allow_nan=False, validate=validate.Range(min=0), **kwargs)
+
+
+class CandleSchema(Schema):
+    timestamp = Timestamp(required=True, metadata={"example": "2025-03-07T15:55:00"})
+    open = _price(required=True)
+    high = _price(required=True)
+    low = _price(required=True)
+    close = _price(required=True)
+    volume = _quantity(metadata={"description": "Optional; 0 when absent."})
+    amount = _quantity(metadata={"description": "Optional; volume × mean price when absent."})
+
+
+class PredictRequestSchema(Schema):
+    isin = fields.String(required=True, validate=_check_isin, metadata={"example": "US67066G1040"})
+    horizon_days = fields.Integer(
+        required=True,
+        strict=True,
+        validate=validate.Range(min=1),
+        metadata={"description": "Trading days to forecast (KRONOS_MAX_HORIZON_DAYS caps it)."},
+    )
+    candles = fields.List(
+        fields.Nested(CandleSchema),
+        validate=validate.Length(min=1),
+        metadata={"description": "Inline history, oldest first; else KRONOS_DATA_DIR is used."},
+    )
+    sample_count = fields.Integer(
+        strict=True,
+        validate=validate.Range(min=1),
+        metadata={"description": "Sample paths (default KRONOS_SAMPLE_COUNT)."},
+    )
+    temperature = fields.Float(
+        allow_nan=False,
+        validate=validate.Range(min=0, max=10, min_inclusive=False),
+        load_default=1.0,
+    )
+    top_p = fields.Float(
+        allow_nan=False,
+        validate=validate.Range(min=0, max=1, min_inclusive=False),
+        load_default=0.9,
+    )
+    top_k = fields.Integer(strict=True, validate=validate.Range(min=0), load_default=0)
+    quantiles = fields.List(
+        fields.Float(
+            allow_nan=False,
+            validate=validate.Range(min=0, max=1, min_inclusive=False, max_inclusive=False),
+        ),
+        validate=validate.Length(min=1),
+        load_default=lambda: list(DEFAULT_QUANTILES),
+    )
+    seed = fields.Integer(
+        strict=True,
+        validate=validate.Range(min=0, max=MAX_SEED),
+        metadata={
+            "description": "Same seed, same answer; a random one is drawn and reported when absent."
+        },
+    )
+    lookback = fields.Integer(
+        strict=True,
+        validate=validate.Range(min=MIN_HISTORY_BARS),
+        metadata={"description": "History bars given to the model (default: see README)."},
+    )
+    include_path = fields.Boolean(load_default=False)
+
+    @validates_schema
+    def check_limits(self, data: dict[str, Any], **kwargs: Any) -> None:
+        settings = _settings()
+        errors: dict[str, list[str]] = {}
+        if data.get("horizon_days", 0) > settings.max_horizon_days:
+            errors["horizon_days"] = [
+                f"must be at most {settings.max_horizon_days} "
+                f"(KRONOS_MAX_HORIZON_DAYS={settings.max_horizon_days})"
+            ]
+        if len(data.get("candles") or ()) > settings.max_candles:
+            errors["candles"] = [_over_limit("candles", settings.max_candles, "KRONOS_MAX_CANDLES")]
+        if data.get("sample_count", 0) > settings.max_sample_count:
+            errors["sample_count"] = [
+                f"must be at most {settings.max_sample_count} "
+                f"(KRONOS_MAX_SAMPLE_COUNT={settings.max_sample_count})"
+            ]
+        if len(data.get("quantiles") or ()) > settings.max_quantiles:
+            errors["quantiles"] = [
+                _over_limit("quantile levels", settings.max_quantiles, "KRONOS_MAX_QUANTILES")
+            ]
+        if errors:
+            raise ValidationError(errors)
+
+
+class IsolatedItem(fields.Nested):
+    """A batch item: validated on its own, so a bad item becomes its own error, not the batch's."""
+
+    def _deserialize(
+        self,
+        value: Any,
+        attr: str | None,
+        data: Mapping[str, Any] | None,
+        partial: bool | Sequence[str] | AbstractSet[str] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        try:
+            return super()._deserialize(value, attr, data, partial, **kwargs)
+        except ValidationError as error:
+            return InvalidItem(error.normalized_messages())
+
+
+class InvalidItem:
+    """A batch item that failed validation, with marshmallow's messages per field."""
+
+    def __init__(self, messages: dict[str, Any]) -> None:
+        self.messages = messages
+
+
+class BatchRequestSchema(Schema):
+    items = fields.List(
+        IsolatedItem(PredictRequestSchema),
+        required=True,
+        validate=validate.Length(min=1),
+        metadata={"description": "Requests like /predict's (KRONOS_MAX_BATCH_ITEMS caps them)."},
+    )
+
+    @validates_schema
+    def check_limits(self, data: dict[str, Any], **kwargs: Any) -> None:
+        limit = _settings().max_batch_items
+        if len(data.get("items") or ()) > limit:
+            raise ValidationError(
+                {"items": [_over_limit("items", limit, "KRONOS_MAX_BATCH_ITEMS")]}
+            )
+
+
+# Responses.
+
+
+class ProblemSchema(Schema):
+    type = fields.String(required=True)
+    title = fields.String(required=True)
+    status = fields.Integer(required=True)
+    detail = fields.String(required=True)
+    request_id = fields.String(allow_none=True)
+    errors = fields.Raw(metadata={"description": "Messages per field (nested like the request)."})
+
+
+class PredictionDaySchema(Schema):
+    day = fields.Integer(required=True, metadata={"description": "1 … horizon_days"})
+    date = fields.String(required=True, metadata={"description": "Trading day (ISO date)."})
+    timestamp = fields.String(required=True, metadata={"description": "That day's last bar."})
+    predicted_price = fields.Float(required=True, metadata={"description": "Mean close."})
+    confidence = fields.Float(
+        required=True, allow_none=True, metadata={"description": "See README; null for 1 sample."}
+    )
+    probability_up = fields.Float(required=True)
+    quantiles = fields.Dict(keys=fields.String(), values=fields.Float(), required=True)
+
+
+class CandleValuesSchema(Schema):
+    open = fields.Float(required=True)
+    high = fields.Float(required=True)
+    low = fields.Float(required=True)
+    close = fields.Float(required=True)
+    volume = fields.Float(required=True)
+    amount = fields.Float(required=True)
+
+
+class PathBarSchema(Schema):
+    timestamp = fields.String(required=True)
+    mean = fields.Nested(CandleValuesSchema, required=True)
+    quantiles = fields.Dict(
+        keys=fields.String(), values=fields.Nested(CandleValuesSchema), required=True
+    )
+
+
+class ArtifactInfoSchema(Schema):
+    id = fields.String(required=True, metadata={"description": "Hub repo id or local folder."})
+    revision = fields.String(allow_none=True, metadata={"description": "Requested revision."})
+    sha = fields.String(allow_none=True, metadata={"description": "Resolved commit sha."})
+    parameters = fields.Integer(allow_none=True)
+
+
+class PredictMetadataSchema(Schema):
+    device = fields.String(required=True)
+    max_context = fields.Integer(required=True)
+    lookback_periods = fields.Integer(required=True)
+    prediction_periods = fields.Integer(required=True)
+    history_periods = fields.Integer(required=True)
+    history_source = fields.String(required=True)
+    bar_interval = fields.String(required=True, metadata={"description": "ISO 8601 duration."})
+    sample_count = fields.Integer(required=True)
+    seed = fields.Integer(required=True)
+    temperature = fields.Float(required=True)
+    top_p = fields.Float(required=True)
+    top_k = fields.Integer(required=True)
+    quantiles = fields.List(fields.Float(), required=True)
+    model_revision = fields.String(allow_none=True)
+    tokenizer = fields.Nested(ArtifactInfoSchema, allow_none=True)
+    fallback_reason = fields.String(allow_none=True)
+    elapsed_ms = fields.Float(required=True)
+    worker_pid = fields.Integer(required=True)
+
+
+class PredictResponseSchema(Schema):
+    isin = fields.String(required=True)
+    model = fields.String(required=True, metadata={"description": "kronos or simulated"})
+    model_version = fields.String(required=True, metadata={"description": "Repo id or path."})
+    prediction_horizon_days = fields.Integer(required=True)
+    current_price = fields.Float(required=True)
+    predictions = fields.List(fields.Nested(PredictionDaySchema), required=True)
+    path = fields.List(fields.Nested(PathBarSchema))
+    metadata = fields.Nested(PredictMetadataSchema, required=True)
+
+
+class BatchItemResultSchema(Schema):
+    index = fields.Integer(required=True)
+    status = fields.Integer(required=True)
+    result = fields.Nested(PredictResponseSchema, allow_none=True)
+    error = fields.Nested(ProblemSchema, allow_none=True)
+
+
+class BatchResponseSchema(Schema):
+    results = fields.List(fields.Nested(BatchItemResultSchema), required=True)
+
+
+class HealthSchema(Schema):
+    status = fields.String(required=True)
+
+
+class ServiceStatusSchema(Schema):
+    status = fields.String(required=True, metadata={"description": "ready or loading"})
+    ready = fields.Boolean(required=True)
+    mode = fields.String(required=True, metadata={"description": "Configured KRONOS_MODE."})
+    serving = fields.String(allow_none=True, metadata={"description": "kronos or simulated."})
+    fallback_reason = fields.String(allow_none=True)
+    worker_pid = fields.Integer(required=True)
+
+
+class ModelsSchema(ServiceStatusSchema):
+    model = fields.Nested(ArtifactInfoSchema, allow_none=True)
+    tokenizer = fields.Nested(ArtifactInfoSchema, allow_none=True)
+    device = fields.String(allow_none=True)
+    dtype = fields.String(allow_none=True)
+    max_context = fields.Integer(required=True)
+    clip = fields.Float(required=True)
+    load_seconds = fields.Float(allow_none=True)
+    loaded_at = fields.String(allow_none=True, metadata={"description": "UTC, ISO 8601."})

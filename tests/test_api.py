@@ -1,0 +1,516 @@
+"""The HTTP contract through Flask's test client, in all three modes (real simulator, real tiny
+Kronos checkpoints, auto falling back from a model folder that does not exist)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+
+import pandas as pd
+import pytest
+
+from app import create_app
+from app.schemas import BatchResponseSchema, ModelsSchema, PredictResponseSchema, ProblemSchema
+from app.settings import Settings
+from tests.candles import candle_records, make_candles
+
+SEED_REQUEST = {"isin": "US67066G1040", "horizon_days": 5}
+OTHER_ISIN = "US0378331005"
+SEED_RESPONSE_FIELDS = {
+    "isin",
+    "model",
+    "model_version",
+    "prediction_horizon_days",
+    "current_price",
+    "predictions",
+    "metadata",
+}
+EXPECTED_MODEL = {"simulated": "simulated", "kronos": "kronos", "auto": "simulated"}
+all_modes = pytest.mark.parametrize("mode", ["simulated", "kronos", "auto"], indirect=True)
+
+
+def assert_problem(response, status: int, field: str | None = None) -> dict:
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == "application/problem+json"
+    body = response.get_json()
+    assert ProblemSchema().validate(body) == {}
+    assert body["status"] == status
+    assert body["request_id"] == response.headers["X-Request-ID"]
+    if field is not None:
+        assert field in body["errors"], body
+    return body
+
+
+def with_candles(frame: pd.DataFrame, **fields) -> dict:
+    return {"isin": OTHER_ISIN, "horizon_days": 3, "candles": candle_records(frame), **fields}
+
+
+# The seed contract and the fields beyond it.
+
+
+@all_modes
+def test_seed_request_keeps_the_seed_contract(client, mode):
+    response = client.post("/predict", json=SEED_REQUEST)
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert PredictResponseSchema().validate(body) == {}
+    assert set(body) >= SEED_RESPONSE_FIELDS
+    assert body["isin"] == "US67066G1040"
+    assert body["model"] == EXPECTED_MODEL[mode]
+    assert body["prediction_horizon_days"] == 5
+    assert body["current_price"] == 100.0  # the synthetic history ends at 100, like the seed's
+    assert [p["day"] for p in body["predictions"]] == [1, 2, 3, 4, 5]
+    for day in body["predictions"]:
+        assert isinstance(day["predicted_price"], float) and day["predicted_price"] > 0
+        assert 0 < day["confidence"] <= 1
+        assert 0 <= day["probability_up"] <= 1
+        assert day["quantiles"]["0.1"] <= day["quantiles"]["0.5"] <= day["quantiles"]["0.9"]
+    dates = [pd.Timestamp(p["date"]) for p in body["predictions"]]
+    assert all(d.day_of_week < 5 for d in dates) and dates == sorted(set(dates))
+    meta = body["metadata"]
+    assert meta["history_source"] == "synthetic"
+    assert meta["bar_interval"] == "P1DT0H0M0S"
+    assert meta["prediction_periods"] == 5
+    assert meta["lookback_periods"] == 400
+    assert meta["max_context"] == 512
+    assert meta["sample_count"] == 8
+    assert meta["worker_pid"] == os.getpid()
+    if mode == "auto":
+        assert "no-such-model" in meta["fallback_reason"]
+    else:
+        assert meta["fallback_reason"] is None
+    if mode == "kronos":
+        assert body["model_version"].endswith("tiny-model")
+        assert meta["tokenizer"]["id"].endswith("tiny-tokenizer")
+        assert meta["tokenizer"]["parameters"] > 0
+
+
+@all_modes
+def test_same_seed_same_answer(client):
+    request = {**SEED_REQUEST, "seed": 7, "sample_count": 4}
+    first = client.post("/predict", json=request).get_json()
+    again = client.post("/predict", json=request).get_json()
+    other = client.post("/predict", json={**request, "seed": 8}).get_json()
+    assert first["predictions"] == again["predictions"]
+    assert first["predictions"] != other["predictions"]
+    assert first["metadata"]["seed"] == 7
+
+
+def test_a_drawn_seed_is_reported_and_reproduces(client):
+    first = client.post("/predict", json=SEED_REQUEST).get_json()
+    seed = first["metadata"]["seed"]
+    again = client.post("/predict", json={**SEED_REQUEST, "seed": seed}).get_json()
+    assert again["predictions"] == first["predictions"]
+
+
+@all_modes
+def test_optional_request_fields(client):
+    history = make_candles(300, freq="h", start="2025-03-03 00:00", seed=4)
+    history = history.iloc[history.index.indexer_between_time("10:00", "15:00")]
+    request = with_candles(
+        history,
+        horizon_days=2,
+        sample_count=3,
+        quantiles=[0.95, 0.05, 0.5],
+        temperature=0.7,
+        top_p=0.8,
+        top_k=5,
+        seed=1,
+        lookback=40,
+        include_path=True,
+    )
+    response = client.post("/predict", json=request)
+    body = response.get_json()
+    assert response.status_code == 200, body
+    assert PredictResponseSchema().validate(body) == {}
+    meta = body["metadata"]
+    assert meta["history_source"] == "request"
+    assert meta["bar_interval"] == "P0DT1H0M0S"
+    assert meta["lookback_periods"] == 40
+    assert meta["history_periods"] == len(history)
+    assert (meta["sample_count"], meta["temperature"], meta["top_p"], meta["top_k"]) == (
+        3,
+        0.7,
+        0.8,
+        5,
+    )
+    assert meta["quantiles"] == [0.05, 0.5, 0.95]
+    # Six hourly bars a session (10:00-15:00): the rest of the last day, then two whole sessions.
+    sessions_left = 6 - (history.index[-1].hour - 9)
+    assert meta["prediction_periods"] == sessions_left + 2 * 6
+    assert [p["timestamp"][11:] for p in body["predictions"]] == ["15:00:00", "15:00:00"]
+    assert body["current_price"] == pytest.approx(history["close"].iloc[-1])
+    path = body["path"]
+    assert len(path) == meta["prediction_periods"]
+    assert set(path[0]["quantiles"]) == {"0.05", "0.5", "0.95"}
+    day_end = path[-1]
+    assert body["predictions"][-1]["timestamp"] == day_end["timestamp"]
+    assert body["predictions"][-1]["predicted_price"] == pytest.approx(day_end["mean"]["close"])
+    assert body["predictions"][-1]["quantiles"]["0.95"] == day_end["quantiles"]["0.95"]["close"]
+
+
+def test_confidence_falls_as_the_spread_widens(client):
+    def confidences(volatility: float) -> list[float]:
+        request = with_candles(make_candles(200, volatility=volatility), sample_count=64, seed=2)
+        return [
+            p["confidence"] for p in client.post("/predict", json=request).get_json()["predictions"]
+        ]
+
+    calm, wild = confidences(0.002), confidences(0.04)
+    assert all(c > w for c, w in zip(calm, wild, strict=True))
+    assert calm[0] > calm[-1]  # the band widens with the horizon
+
+
+def test_one_sample_has_no_confidence(client):
+    body = client.post("/predict", json={**SEED_REQUEST, "sample_count": 1}).get_json()
+    assert all(p["confidence"] is None for p in body["predictions"])
+
+
+def test_history_from_the_data_folder(tmp_path):
+    make_candles(80).reset_index().to_csv(tmp_path / f"{OTHER_ISIN}.csv", index=False)
+    app = create_app(Settings(mode="simulated", data_dir=tmp_path))
+    app.extensions["kronos.service"].load()
+    body = (
+        app.test_client().post("/predict", json={"isin": OTHER_ISIN, "horizon_days": 1}).get_json()
+    )
+    assert body["metadata"]["history_source"] == "data_dir"
+    assert body["metadata"]["history_periods"] == 80
+
+
+@pytest.mark.parametrize("mode", ["kronos"], indirect=True)
+def test_kronos_mode_without_history_says_how_to_supply_it(settings):
+    app = create_app(dataclasses.replace(settings, allow_synthetic_history=False))
+    app.extensions["kronos.service"].load()
+    response = app.test_client().post("/predict", json=SEED_REQUEST)
+    body = assert_problem(response, 404)
+    assert "candles" in body["detail"] and "KRONOS_DATA_DIR" in body["detail"]
+
+
+@pytest.mark.parametrize("mode", ["kronos"], indirect=True)
+def test_default_lookback_leaves_room_for_the_horizon(settings):
+    app = create_app(dataclasses.replace(settings, max_context=64, lookback=400))
+    app.extensions["kronos.service"].load()
+    body = app.test_client().post("/predict", json={**SEED_REQUEST, "sample_count": 1}).get_json()
+    assert body["metadata"]["lookback_periods"] == 64 - 5
+    assert body["metadata"]["max_context"] == 64
+
+
+# Errors: every one is problem+json naming the field.
+
+NAN_BODY = '{"isin": "US0378331005", "horizon_days": 2, "temperature": NaN}'
+
+
+def _candles_with(change) -> list[dict]:
+    records = candle_records(make_candles(60))
+    change(records)
+    return records
+
+
+def _set(records, row, key, value):
+    records[row][key] = value
+
+
+BAD_REQUESTS = {
+    "missing isin": ({"horizon_days": 5}, 422, "isin"),
+    "missing horizon": ({"isin": "US67066G1040"}, 422, "horizon_days"),
+    "isin format": ({"isin": "NVDA", "horizon_days": 5}, 422, "isin"),
+    "isin check digit": ({"isin": "US67066G1049", "horizon_days": 5}, 422, "isin"),
+    "isin not a string": ({"isin": 12, "horizon_days": 5}, 422, "isin"),
+    "horizon zero": ({**SEED_REQUEST, "horizon_days": 0}, 422, "horizon_days"),
+    "horizon as string": ({**SEED_REQUEST, "horizon_days": "5"}, 422, "horizon_days"),
+    "horizon fractional": ({**SEED_REQUEST, "horizon_days": 2.5}, 422, "horizon_days"),
+    "horizon over limit": ({**SEED_REQUEST, "horizon_days": 31}, 422, "horizon_days"),
+    "unknown field": ({**SEED_REQUEST, "model": "gpt"}, 422, "model"),
+    "samples over limit": ({**SEED_REQUEST, "sample_count": 65}, 422, "sample_count"),
+    "samples zero": ({**SEED_REQUEST, "sample_count": 0}, 422, "sample_count"),
+    "quantile of 1": ({**SEED_REQUEST, "quantiles": [0.5, 1.0]}, 422, "quantiles"),
+    "too many quantiles": (
+        {**SEED_REQUEST, "quantiles": [0.01 * i for i in range(1, 21)]},
+        422,
+        "quantiles",
+    ),
+    "no quantiles": ({**SEED_REQUEST, "quantiles": []}, 422, "quantiles"),
+    "temperature zero": ({**SEED_REQUEST, "temperature": 0}, 422, "temperature"),
+    "top_p zero": ({**SEED_REQUEST, "top_p": 0}, 422, "top_p"),
+    "top_k negative": ({**SEED_REQUEST, "top_k": -1}, 422, "top_k"),
+    "seed negative": ({**SEED_REQUEST, "seed": -3}, 422, "seed"),
+    "lookback too short": ({**SEED_REQUEST, "lookback": 8}, 422, "lookback"),
+    "body is a list": ([SEED_REQUEST], 422, None),
+    "empty candles": ({**SEED_REQUEST, "candles": []}, 422, "candles"),
+    "candle close missing": (
+        {**SEED_REQUEST, "candles": _candles_with(lambda r: r[3].pop("close"))},
+        422,
+        "candles",
+    ),
+    "candle unknown field": (
+        {**SEED_REQUEST, "candles": _candles_with(lambda r: _set(r, 0, "vwap", 1.0))},
+        422,
+        "candles",
+    ),
+    "candle bad timestamp": (
+        {**SEED_REQUEST, "candles": _candles_with(lambda r: _set(r, 2, "timestamp", "yesterday"))},
+        422,
+        "candles",
+    ),
+    "candle negative price": (
+        {**SEED_REQUEST, "candles": _candles_with(lambda r: _set(r, 5, "low", -1.0))},
+        422,
+        "candles",
+    ),
+    "candle high below low": (
+        {**SEED_REQUEST, "candles": _candles_with(lambda r: _set(r, 5, "high", 0.01))},
+        422,
+        "candles",
+    ),
+    "candles unsorted": (
+        {**SEED_REQUEST, "candles": _candles_with(lambda r: r.reverse())},
+        422,
+        "candles",
+    ),
+    "candles duplicate": (
+        {**SEED_REQUEST, "candles": _candles_with(lambda r: r.insert(4, dict(r[4])))},
+        422,
+        "candles",
+    ),
+    "too little history": (
+        {**SEED_REQUEST, "candles": candle_records(make_candles(20))},
+        422,
+        "candles",
+    ),
+    "weekly bars": (
+        {**SEED_REQUEST, "candles": candle_records(make_candles(60, freq="W-FRI"))},
+        422,
+        "candles",
+    ),
+    "too many bars": (
+        {
+            **SEED_REQUEST,
+            "horizon_days": 20,
+            "candles": candle_records(make_candles(600, freq="min", start="2025-03-03 09:30")),
+        },
+        422,
+        "horizon_days",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"), BAD_REQUESTS.values(), ids=BAD_REQUESTS.keys()
+)
+def test_bad_requests_get_problem_json_naming_the_field(client, body, status, field):
+    assert_problem(client.post("/predict", json=body), status, field)
+
+
+@pytest.mark.parametrize(
+    ("data", "content_type", "status", "field"),
+    [
+        ("{not json", "application/json", 400, None),
+        ("", "application/json", 422, "isin"),
+        (NAN_BODY, "application/json", 422, "temperature"),
+        (NAN_BODY.replace("NaN", "Infinity"), "application/json", 422, "temperature"),
+        (json.dumps(SEED_REQUEST), "text/plain", 422, "isin"),
+    ],
+    ids=["malformed", "empty", "nan", "infinity", "wrong content type"],
+)
+def test_unparseable_bodies(client, data, content_type, status, field):
+    assert_problem(client.post("/predict", data=data, content_type=content_type), status, field)
+
+
+def test_nan_inside_candles_is_refused(client):
+    records = candle_records(make_candles(40))
+    text = json.dumps({**SEED_REQUEST, "candles": records}).replace(
+        str(records[7]["close"]), "NaN", 1
+    )
+    body = assert_problem(client.post("/predict", data=text, content_type="application/json"), 422)
+    assert body["errors"]["candles"]["7"]["close"]
+
+
+def test_limits_name_their_variable(client):
+    body = assert_problem(client.post("/predict", json={**SEED_REQUEST, "horizon_days": 31}), 422)
+    assert "KRONOS_MAX_HORIZON_DAYS=30" in body["errors"]["horizon_days"][0]
+
+
+def test_candle_count_limit():
+    app = create_app(Settings(mode="simulated", max_candles=50))
+    app.extensions["kronos.service"].load()
+    request = {**SEED_REQUEST, "candles": candle_records(make_candles(51))}
+    body = assert_problem(app.test_client().post("/predict", json=request), 422, "candles")
+    assert "KRONOS_MAX_CANDLES=50" in body["errors"]["candles"][0]
+
+
+def test_body_over_the_limit_is_413():
+    app = create_app(Settings(mode="simulated", max_body_bytes=4096))
+    app.extensions["kronos.service"].load()
+    request = {**SEED_REQUEST, "candles": candle_records(make_candles(200))}
+    body = assert_problem(app.test_client().post("/predict", json=request), 413)
+    assert "4096" in body["detail"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/predict", 405),
+        ("PUT", "/predict/batch", 405),
+        ("POST", "/health", 405),
+        ("DELETE", "/models", 405),
+        ("GET", "/nowhere", 404),
+        ("POST", "/predict/", 404),
+    ],
+)
+def test_wrong_method_and_unknown_path(client, method, path, status):
+    response = client.open(path, method=method)
+    assert_problem(response, status)
+    if status == 405:
+        assert response.headers["Allow"]
+
+
+def test_unexpected_error_is_500_without_internals(client, app, caplog):
+    class Broken:
+        def forecast(self, *args, **kwargs):
+            raise RuntimeError("secret internals /srv/model.py line 3")
+
+    app.extensions["kronos.service"]._forecaster = Broken()
+    with caplog.at_level(logging.ERROR):
+        response = client.post("/predict", json=SEED_REQUEST, headers={"X-Request-ID": "req-42"})
+    body = assert_problem(response, 500)
+    assert "secret internals" not in response.get_data(as_text=True)
+    assert "req-42" in body["detail"]
+    assert any("req-42" in r.getMessage() and r.exc_info for r in caplog.records)
+
+
+def test_request_id_is_taken_or_made_and_echoed(client):
+    assert (
+        client.get("/health", headers={"X-Request-ID": "abc-123"}).headers["X-Request-ID"]
+        == "abc-123"
+    )
+    made = client.get("/health", headers={"X-Request-ID": "bad id\twith spaces"}).headers[
+        "X-Request-ID"
+    ]
+    assert made != "bad id\twith spaces" and len(made) == 32
+
+
+# Batch.
+
+
+@all_modes
+def test_batch_answers_item_by_item(client):
+    items = [
+        {**SEED_REQUEST, "seed": 1, "sample_count": 2},
+        {"isin": "US67066G1049", "horizon_days": 5},
+        {**SEED_REQUEST, "horizon_days": 2, "candles": candle_records(make_candles(10))},
+        {"isin": OTHER_ISIN, "horizon_days": 1, "seed": 2, "sample_count": 2},
+    ]
+    response = client.post("/predict/batch", json={"items": items})
+    body = response.get_json()
+    assert response.status_code == 200, body
+    assert BatchResponseSchema().validate(body) == {}
+    results = body["results"]
+    assert [r["index"] for r in results] == [0, 1, 2, 3]
+    assert [r["status"] for r in results] == [200, 422, 422, 200]
+    assert "isin" in results[1]["error"]["errors"]
+    assert "too little history" in results[2]["error"]["detail"]
+    single = client.post("/predict", json=items[0]).get_json()
+    assert results[0]["result"]["predictions"] == single["predictions"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"items": []}, "items"),
+        ({"items": [SEED_REQUEST] * 17}, "items"),
+        ({}, "items"),
+        ({"items": SEED_REQUEST}, "items"),
+        ({"items": [SEED_REQUEST], "extra": 1}, "extra"),
+    ],
+    ids=["empty", "over limit", "missing", "not a list", "unknown field"],
+)
+def test_bad_batches(client, body, field):
+    assert_problem(client.post("/predict/batch", json=body), 422, field)
+
+
+# Health, readiness, models, OpenAPI.
+
+
+@all_modes
+def test_health_ready_and_models(client, mode, settings):
+    assert client.get("/health").get_json() == {"status": "ok"}
+    ready = client.get("/health/ready")
+    assert ready.status_code == 200
+    assert ready.get_json()["serving"] == EXPECTED_MODEL[mode]
+    models = client.get("/models").get_json()
+    assert ModelsSchema().validate(models) == {}
+    assert models["mode"] == mode
+    assert models["worker_pid"] == os.getpid()
+    assert models["load_seconds"] > 0
+    assert pd.Timestamp(models["loaded_at"]).tzinfo is not None
+    if mode == "kronos":
+        assert models["model"]["id"] == settings.model_id
+        assert models["model"]["sha"] is None  # a local folder has no commit
+        assert models["model"]["parameters"] > 1000
+        assert models["tokenizer"]["parameters"] > 1000
+        assert (models["device"], models["dtype"]) == ("cpu", "float32")
+    else:
+        assert models["model"] is None
+    if mode == "auto":
+        assert "no-such-model" in models["fallback_reason"]
+        assert "no-such-model" in ready.get_json()["fallback_reason"]
+
+
+def test_not_ready_until_loaded():
+    app = create_app(Settings(mode="simulated"))
+    client = app.test_client()
+    assert client.get("/health").status_code == 200
+    assert_problem(client.get("/health/ready"), 503)
+    assert_problem(client.post("/predict", json=SEED_REQUEST), 503)
+    assert client.get("/models").get_json()["ready"] is False
+    app.extensions["kronos.service"].load()
+    assert client.get("/health/ready").status_code == 200
+
+
+def test_kronos_mode_load_failure_raises(tmp_path):
+    from kronos_integration.registry import ModelLoadError
+
+    app = create_app(Settings(mode="kronos", model_id=str(tmp_path / "missing")))
+    with pytest.raises(ModelLoadError, match="missing"):
+        app.extensions["kronos.service"].load()
+    assert app.test_client().get("/health/ready").status_code == 503
+
+
+def test_a_cuda_device_that_is_not_there_is_a_start_up_error(tiny_checkpoints):
+    from app.settings import SettingsError
+
+    model_dir, tokenizer_dir = tiny_checkpoints
+    for mode in ("kronos", "auto"):
+        settings = Settings(
+            mode=mode, device="cuda:7", model_id=str(model_dir), tokenizer_id=str(tokenizer_dir)
+        )
+        with pytest.raises(SettingsError, match="KRONOS_DEVICE"):
+            create_app(settings).extensions["kronos.service"].load()
+
+
+def test_openapi_is_generated_from_the_schemas(client):
+    spec = client.get("/openapi.json").get_json()
+    assert set(spec["paths"]) == {
+        "/predict",
+        "/predict/batch",
+        "/health",
+        "/health/ready",
+        "/models",
+    }
+    schemas = spec["components"]["schemas"]
+    request_schema = schemas["PredictRequest"]
+    assert set(request_schema["required"]) == {"isin", "horizon_days"}
+    assert set(request_schema["properties"]) >= {
+        "candles",
+        "sample_count",
+        "quantiles",
+        "seed",
+        "include_path",
+    }
+    assert request_schema["additionalProperties"] is False
+    predict = spec["paths"]["/predict"]["post"]
+    assert "422" in predict["responses"] and "200" in predict["responses"]
+    error = spec["components"]["responses"]["UNPROCESSABLE_ENTITY"]
+    assert "application/problem+json" in error["content"]
