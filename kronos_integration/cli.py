@@ -34,6 +34,7 @@ from kronos_integration.registry import (
     ModelLoadError,
     find_cached,
     is_local_spec,
+    is_mlflow_spec,
     load_artifacts,
     load_module,
     resolve_artifact,
@@ -279,6 +280,8 @@ def _artifact_report(kind: str, spec: ArtifactSpec, hub: HubEnvironment) -> dict
         where = f"local folder {cached.folder}"
     elif cached is not None:
         where = f"hub cache, commit {cached.sha}: {cached.folder}"
+    elif is_mlflow_spec(spec):
+        where = "MLflow model registry (MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI)"
     elif is_local_spec(spec):
         where = "local folder that does not exist"
     elif hub.offline:

@@ -1,4 +1,5 @@
-"""Every way Kronos weights arrive: a Hugging Face Hub repo (online or cached) or a local folder.
+"""Every way Kronos weights arrive: a Hugging Face Hub repo (online or cached), a local folder, or
+(optional extra) an MLflow registry version `models:/NAME/VERSION`.
 
 A hub artifact is resolved to an immutable commit sha first, so a forecast can be traced to exact
 weights. The hub is asked once, without retries and with a timeout; when it cannot be reached the
@@ -38,7 +39,9 @@ DEFAULT_MODEL_ID = "NeoQuasar/Kronos-small"
 DEFAULT_TOKENIZER_ID = "NeoQuasar/Kronos-Tokenizer-base"
 DEFAULT_REVISION = "main"
 
-ArtifactSource = Literal["hub", "cache", "local"]
+MLFLOW_PREFIX = "models:/"
+
+ArtifactSource = Literal["hub", "cache", "local", "mlflow"]
 _Module = TypeVar("_Module", Kronos, KronosTokenizer)
 _TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 
@@ -53,7 +56,8 @@ class ArtifactSpec:
 
 @dataclass(frozen=True)
 class ResolvedArtifact:
-    """Where an artifact's files are and which commit they are (`sha` None for a local folder)."""
+    """Where an artifact's files are and which commit they are: the hub commit sha, the MLflow run
+    id of a registered version, or None for a local folder."""
 
     spec: ArtifactSpec
     folder: Path
@@ -105,9 +109,16 @@ class HubEnvironment:
         return cls(cache_dir=cache_dir, endpoint=endpoint.rstrip("/"), offline=offline)
 
 
+def is_mlflow_spec(spec: ArtifactSpec) -> bool:
+    """True when `spec.repo_id` is an MLflow registry URI `models:/…`."""
+    return spec.repo_id.startswith(MLFLOW_PREFIX)
+
+
 def is_local_spec(spec: ArtifactSpec) -> bool:
     """True when `spec.repo_id` names a folder on disk rather than a hub repo `ORG/NAME`."""
     text = spec.repo_id
+    if is_mlflow_spec(spec):
+        return False
     return (
         Path(text).expanduser().is_dir() or text.startswith(("/", ".", "~")) or text.count("/") > 1
     )
@@ -138,7 +149,10 @@ def resolve_device(name: str) -> torch.device:
 def find_cached(
     spec: ArtifactSpec, *, hub: HubEnvironment | None = None
 ) -> ResolvedArtifact | None:
-    """Where `spec` is on disk right now (local folder or hub cache), without asking the hub."""
+    """Where `spec` is on disk right now (local folder or hub cache), without asking the hub;
+    None when it is not, or when it lives in an MLflow registry."""
+    if is_mlflow_spec(spec):
+        return None
     if is_local_spec(spec):
         folder = Path(spec.repo_id).expanduser()
         return _resolve_local_folder(spec) if folder.is_dir() else None
@@ -165,6 +179,8 @@ def resolve_artifact(
     the hub is unreachable or `HF_HUB_OFFLINE=1`, the revision is looked up in the cache.
     Raises `ModelLoadError` naming the repo id.
     """
+    if is_mlflow_spec(spec):
+        return _resolve_mlflow_version(spec)
     if is_local_spec(spec):
         return _resolve_local_folder(spec)
     hub = hub or HubEnvironment.from_env()
@@ -258,6 +274,22 @@ def _resolve_local_folder(spec: ArtifactSpec) -> ResolvedArtifact:
     if spec.revision:
         logger.warning("revision %r ignored for local folder %s", spec.revision, folder)
     return ResolvedArtifact(spec=spec, folder=folder, sha=None, source="local")
+
+
+def _resolve_mlflow_version(spec: ArtifactSpec) -> ResolvedArtifact:
+    try:  # imported here: MLflow is an optional extra
+        from kronos_integration.mlflow_source import fetch_registered_checkpoint
+    except ImportError as error:
+        reason = "models:/ ids need MLflow: pip install '.[mlflow]'"
+        raise ModelLoadError(spec.repo_id, reason) from error
+    if spec.revision:
+        logger.warning("revision %r ignored for %s: the version is in the URI", spec.revision, spec)
+    try:
+        folder, run_id = fetch_registered_checkpoint(spec.repo_id)
+    except (LookupError, ValueError) as error:
+        raise ModelLoadError(spec.repo_id, f"MLflow registry: {error}") from error
+    logger.info("resolved %s to MLflow run %s (%s)", spec.repo_id, run_id, folder)
+    return ResolvedArtifact(spec=spec, folder=folder, sha=run_id, source="mlflow")
 
 
 def _ask_hub_for_sha(

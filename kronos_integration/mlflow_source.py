@@ -1,0 +1,45 @@
+"""Checkpoints from an MLflow model registry (optional extra: `pip install '.[mlflow]'`).
+
+A registered model version is a folder with `config.json` and `model.safetensors` (register one
+with `MlflowClient.create_model_version(name, source=<artifact folder>, run_id=...)`). It is named
+`models:/NAME/VERSION` or `models:/NAME@ALIAS`; the tracking and registry stores come from
+MLflow's own variables (`MLFLOW_TRACKING_URI`, `MLFLOW_REGISTRY_URI`, credentials).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+_MODEL_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))")
+
+
+class RegisteredModelError(LookupError):
+    """The registry has no such version, or its files could not be fetched."""
+
+
+def fetch_registered_checkpoint(uri: str) -> tuple[Path, str]:
+    """The local folder of the registered version `uri` and the MLflow run id that produced it.
+
+    Raises ValueError for a URI that is not `models:/NAME/VERSION` or `models:/NAME@ALIAS`, and
+    RegisteredModelError when the registry cannot provide it.
+    """
+    match = _MODEL_URI.fullmatch(uri)
+    if match is None:
+        raise ValueError(f"{uri!r} is not models:/NAME/VERSION or models:/NAME@ALIAS")
+    name, version, alias = match.group("name", "version", "alias")
+    client = MlflowClient()
+    try:
+        found = (
+            client.get_model_version_by_alias(name, alias)
+            if alias
+            else client.get_model_version(name, version)
+        )
+        folder = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{found.version}")
+    except (MlflowException, OSError) as error:
+        raise RegisteredModelError(str(error)) from error
+    return Path(folder), str(found.run_id)

@@ -1,0 +1,79 @@
+"""`models:/NAME/VERSION` and `models:/NAME@ALIAS` from a local file-based MLflow registry.
+
+The registry tests run only where the optional extra is installed (`pip install '.[mlflow]'`);
+the error for a `models:/` id without MLflow runs everywhere.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from kronos_integration.registry import ArtifactSpec, ModelLoadError, load_artifacts
+
+CPU = torch.device("cpu")
+
+
+def test_models_uri_without_mlflow_installed_says_how_to_get_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # import mlflow now raises ImportError
+    monkeypatch.delitem(sys.modules, "kronos_integration.mlflow_source", raising=False)
+    with pytest.raises(ModelLoadError, match=r"models:/kronos/1.*pip install '\.\[mlflow\]'"):
+        load_artifacts(ArtifactSpec("models:/kronos/1"), ArtifactSpec("models:/tok/1"), device=CPU)
+
+
+@pytest.fixture
+def registry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_checkpoints: tuple[Path, Path]
+) -> dict[str, Any]:
+    """A file-based MLflow store holding `kronos-tiny` v1 and `kronos-tiny-tokenizer` v1 (@prod)."""
+    mlflow = pytest.importorskip("mlflow")
+    store = (tmp_path / "mlruns").as_uri()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", store)
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 wants a database otherwise
+    monkeypatch.setenv("MLFLOW_ENABLE_TELEMETRY", "false")
+    client = mlflow.MlflowClient()
+    run_ids = {}
+    for name, folder in zip(
+        ("kronos-tiny", "kronos-tiny-tokenizer"), tiny_checkpoints, strict=True
+    ):
+        with mlflow.start_run() as run:
+            mlflow.log_artifacts(str(folder), artifact_path="checkpoint")
+        client.create_registered_model(name)
+        client.create_model_version(
+            name, source=f"{run.info.artifact_uri}/checkpoint", run_id=run.info.run_id
+        )
+        run_ids[name] = run.info.run_id
+    client.set_registered_model_alias("kronos-tiny-tokenizer", "prod", "1")
+    return run_ids
+
+
+def test_loads_registered_versions_by_number_and_alias(
+    registry: dict[str, Any], tiny_checkpoints: tuple[Path, Path]
+) -> None:
+    loaded = load_artifacts(
+        ArtifactSpec("models:/kronos-tiny/1"),
+        ArtifactSpec("models:/kronos-tiny-tokenizer@prod"),
+        device=CPU,
+    )
+    assert loaded.model_sha == registry["kronos-tiny"]
+    assert loaded.tokenizer_sha == registry["kronos-tiny-tokenizer"]
+    saved = load_file(tiny_checkpoints[0] / "model.safetensors")
+    assert all(torch.equal(saved[k], v) for k, v in loaded.model.state_dict().items())
+    assert not loaded.model.training
+
+
+@pytest.mark.parametrize("uri", ["models:/kronos-tiny/7", "models:/no-such-model@prod"])
+def test_unknown_versions_name_the_uri(registry: dict[str, Any], uri: str) -> None:
+    with pytest.raises(ModelLoadError, match="MLflow registry") as caught:
+        load_artifacts(
+            ArtifactSpec(uri), ArtifactSpec("models:/kronos-tiny-tokenizer/1"), device=CPU
+        )
+    assert caught.value.repo_id == uri
