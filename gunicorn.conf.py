@@ -1,0 +1,133 @@
+"""Gunicorn settings and hooks for the Kronos service: `gunicorn -c gunicorn.conf.py wsgi:app`.
+
+Every value comes from the environment through `app.settings.Settings`, validated once here in
+the master, so a bad variable stops start-up with its name. The master never imports torch or
+the app: each worker builds the app after the fork, then `post_worker_init` loads its own model
+(CUDA cannot survive a fork, and torch's thread pool is not fork-safe).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from typing import Any
+
+from app.settings import Settings
+
+settings = Settings.from_env()
+
+# Server socket
+#
+#   bind - the seed's port 5001 on every interface, so a container's published port reaches it.
+#   backlog - connections the kernel queues while every worker is busy; beyond it clients are
+#       refused at once, which a load balancer retries on another replica.
+
+bind = f"{settings.host}:{settings.port}"
+backlog = 256
+
+# Worker processes
+#
+#   workers - each worker holds its own model copy; more workers serve more requests at once at
+#       the price of one model's memory each.
+#   worker_class - gthread, so probes and /models answer while a forecast runs in another thread
+#       (torch releases the GIL inside its kernels).
+#   threads - request threads per worker; predictions beyond KRONOS_MAX_INFLIGHT get 429.
+#   timeout - a worker silent this long is killed and replaced; it is above
+#       KRONOS_REQUEST_TIMEOUT_S, so the app's own 504 always comes first.
+#   graceful_timeout - on SIGTERM, in-flight requests get this long to finish.
+#   keepalive - seconds an idle keep-alive connection stays open for the next request of a client
+#       or proxy; short, since threads are the scarce resource.
+#   preload_app - off: the app, and with it torch, must be created inside each worker.
+#   control_socket_disable - gunicorn 27's runtime control socket has one default path per user,
+#       which several instances on one host (tests, side-by-side replicas) would fight over.
+
+workers = settings.workers
+worker_class = "gthread"
+threads = settings.threads
+timeout = settings.timeout_s
+graceful_timeout = settings.graceful_timeout_s
+keepalive = 5
+preload_app = False
+control_socket_disable = True
+
+# Logging
+#
+#   loglevel - KRONOS_LOG_LEVEL for gunicorn's own lines and the app's.
+#   accesslog - off, and gunicorn.access held at WARNING: the app writes one line per request
+#       itself, with its request id.
+#   logconfig_dict - gunicorn and the app log through one root handler on stdout.
+
+loglevel = settings.log_level.lower()
+accesslog = None
+logconfig_dict: dict[str, Any] = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"}
+    },
+    "handlers": {
+        "stdout": {
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stdout",
+            "formatter": "text",
+        }
+    },
+    "root": {"level": settings.log_level, "handlers": ["stdout"]},
+    "loggers": {
+        "gunicorn.error": {"level": settings.log_level, "propagate": True},
+        "gunicorn.access": {"level": "WARNING", "propagate": True},
+    },
+}
+
+# Process naming
+#
+#   proc_name - tells this service's master and workers apart in ps and top.
+
+proc_name = "kronos"
+
+# Server hooks
+#
+#   post_fork - in the new worker: size torch's thread pool for this worker's share of the cores.
+#   post_worker_init - in the worker, once the app is imported: load and warm up the model; a
+#       model that cannot be served stops the whole server (WORKER_BOOT_ERROR).
+
+WORKER_BOOT_ERROR = 3  # gunicorn's arbiter halts the server, exiting with this status
+logger = logging.getLogger("kronos.gunicorn")
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    import torch
+
+    torch.set_num_threads(settings.torch_threads)
+    torch.set_num_interop_threads(1)
+
+
+def post_worker_init(worker: Any) -> None:
+    service = worker.wsgi.extensions["kronos.service"]
+    loading = threading.Event()
+    heartbeat = threading.Thread(
+        target=_keep_alive_while, args=(worker, loading), name="kronos-load-heartbeat", daemon=True
+    )
+    heartbeat.start()
+    try:
+        service.load()
+    except Exception as error:
+        logger.critical(
+            "worker %d cannot serve KRONOS_MODE=%s, stopping gunicorn: %s",
+            worker.pid,
+            settings.mode,
+            error,
+        )
+        sys.exit(WORKER_BOOT_ERROR)
+    finally:
+        loading.set()
+
+
+def _keep_alive_while(worker: Any, done: threading.Event) -> None:
+    """Tell the master this worker is alive while its model downloads and loads (it may take
+    longer than `timeout`, and the worker's request loop, which normally does this, is not
+    running yet)."""
+    interval = max(1.0, settings.timeout_s / 4)
+    while not done.wait(interval):
+        worker.notify()

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Post the seed's request to a running service and pretty-print the answer.
+#   ./test-api.sh                 # http://127.0.0.1:5001
+#   PORT=5077 ./test-api.sh       # another port;  HOST=... for another host
+#   ./test-api.sh '{"isin": "US0378331005", "horizon_days": 3}'   # another request body
+set -euo pipefail
+
+host="${HOST:-127.0.0.1}"
+port="${PORT:-${KRONOS_PORT:-5001}}"
+body="${1:-{\"isin\": \"US67066G1040\", \"horizon_days\": 5\}}"
+url="http://${host}:${port}/predict"
+
+echo "POST ${url}" >&2
+echo "${body}" >&2
+curl --silent --show-error --fail-with-body --max-time 120 \
+    -H 'Content-Type: application/json' -d "${body}" "${url}" \
+    | python3 -m json.tool
