@@ -17,7 +17,7 @@ from kronos_integration.predictor import Timestamps, prepare_series
 from kronos_integration.sampling import SamplingParams, sample_tokens
 
 
-@torch.inference_mode()
+@torch.no_grad()  # as the reference does
 def reference_paths(
     model: Kronos,
     tokenizer: KronosTokenizer,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,13 @@ import torch
 
 from kronos_integration.model import Kronos, KronosTokenizer
 
-GOLDEN = Path(__file__).resolve().parents[1].parent / "shared" / "golden"
+GOLDEN = Path(
+    os.environ.get(
+        "KRONOS_GOLDEN_DIR", Path(__file__).resolve().parents[1].parent / "shared/golden"
+    )
+)
+# The core tests run on this device (`KRONOS_TEST_DEVICE=cuda` on a GPU machine).
+TEST_DEVICE = os.environ.get("KRONOS_TEST_DEVICE", "cpu")
 
 
 def tiny_tokenizer_config() -> dict[str, Any]:

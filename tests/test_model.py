@@ -14,7 +14,7 @@ import torch
 
 from kronos_integration.model import Kronos, KronosTokenizer
 from kronos_integration.predictor import KronosPredictor, prepare_series, time_features
-from tests.checkpoints import GOLDEN, make_tiny_pair
+from tests.checkpoints import GOLDEN, TEST_DEVICE, make_tiny_pair
 
 needs_golden = pytest.mark.skipif(not GOLDEN.is_dir(), reason="../shared/golden is absent")
 WEIGHTS = {"model": "tiny-model", "model_fixed_te": "tiny-model-fixed-te"}
@@ -106,7 +106,11 @@ def test_greedy_predictions_match_reference_in_every_window_regime(
 ) -> None:
     model = Kronos.from_pretrained(str(GOLDEN / WEIGHTS[case["weights"]]))
     predictor = KronosPredictor(
-        model, golden_tokenizer, max_context=case["max_context"], clip=case["clip"]
+        model,
+        golden_tokenizer,
+        device=TEST_DEVICE,
+        max_context=case["max_context"],
+        clip=case["clip"],
     )
     history = candles.iloc[-case["lookback"] :]
     sampling = case["sampling"]
@@ -182,7 +186,7 @@ def test_attention_keeps_no_per_call_state_on_the_module() -> None:
 
 def test_threads_share_one_model_and_get_the_single_threaded_results() -> None:
     model, tokenizer = make_tiny_pair(seed=5)
-    predictor = KronosPredictor(model, tokenizer, max_context=48)
+    predictor = KronosPredictor(model, tokenizer, device=TEST_DEVICE, max_context=48)
     rng = np.random.default_rng(0)
     stamps = pd.date_range("2024-01-02 09:30", periods=80, freq="5min")
     jobs = []

@@ -10,7 +10,7 @@ import torch
 from benchmarks.reference_decoding import reference_predict
 from kronos_integration.predictor import KronosPredictor, prepare_series
 from kronos_integration.sampling import SamplingParams, sample_tokens
-from tests.checkpoints import make_tiny_pair
+from tests.checkpoints import TEST_DEVICE, make_tiny_pair
 
 STAMPS = pd.date_range("2024-03-04 09:30", periods=400, freq="15min")
 
@@ -33,7 +33,7 @@ def candles(length: int, seed: int = 0) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def predictor() -> KronosPredictor:
     model, tokenizer = make_tiny_pair(seed=1)
-    return KronosPredictor(model, tokenizer, max_context=64)
+    return KronosPredictor(model, tokenizer, device=TEST_DEVICE, max_context=64)
 
 
 @pytest.mark.parametrize(
