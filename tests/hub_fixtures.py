@@ -85,7 +85,7 @@ def running_fake_hub(answers: dict[str, tuple[int, str | None, str | None]]) -> 
             """Silence the per-request stderr line."""
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     hub.url = f"http://127.0.0.1:{server.server_address[1]}"
     try:
@@ -93,6 +93,15 @@ def running_fake_hub(answers: dict[str, tuple[int, str | None, str | None]]) -> 
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def silent_loopback_url() -> Iterator[str]:
+    """A loopback URL whose port accepts connections (into the backlog) but never answers."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 def closed_loopback_url() -> str:

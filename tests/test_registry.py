@@ -26,6 +26,7 @@ from tests.hub_fixtures import (
     fake_sha,
     point_hub_at,
     running_fake_hub,
+    silent_loopback_url,
 )
 
 TOKEN = "hf_registryTestSecret0123456789abcdef"
@@ -166,6 +167,17 @@ def test_unreachable_hub_and_cold_cache_fails_fast_naming_the_repo(
         resolve_artifact(ArtifactSpec(DEFAULT_MODEL_ID), hub_timeout_s=2.0)
     assert "Retrying" not in caplog.text  # huggingface_hub's 5-step backoff (~25 s) was not entered
     assert time.monotonic() - started < 20  # loose: only proves there was no backoff
+
+
+def test_silent_hub_times_out_after_hub_timeout_and_uses_the_cache(
+    hf_home: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with silent_loopback_url() as url:
+        point_hub_at(monkeypatch, hf_home, offline=False, endpoint=url)
+        resolved = resolve_artifact(ArtifactSpec(DEFAULT_MODEL_ID), hub_timeout_s=0.5)
+    assert (resolved.sha, resolved.source) == (MODEL_SHA, "cache")
+    assert "ReadTimeout" in caplog.text and "Retrying" not in caplog.text
 
 
 def test_reachable_hub_resolves_the_branch_to_its_commit(
