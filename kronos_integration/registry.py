@@ -199,14 +199,7 @@ def resolve_artifact(
         else:
             folder = _fetch_files(spec.repo_id, sha, token, hub_timeout_s, hub, cache_only=False)
             source = "hub"
-    except ModelLoadError:
-        raise
-    except (
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-        EntryNotFoundError,
-        HfHubHTTPError,
-    ) as exc:
+    except (HfHubHTTPError, EntryNotFoundError) as exc:  # before OSError: HfHubHTTPError is one
         raise ModelLoadError(spec.repo_id, _describe_hub_error(exc, revision, token)) from exc
     except (OSError, httpx2.HTTPError) as exc:
         reason = f"download of revision {revision!r} failed: {_redact(str(exc), token)}"
