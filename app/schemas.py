@@ -305,3 +305,4 @@ class ModelsSchema(ServiceStatusSchema):
     clip = fields.Float(required=True)
     load_seconds = fields.Float(allow_none=True)
     loaded_at = fields.String(allow_none=True, metadata={"description": "UTC, ISO 8601."})
+    torch_threads = fields.Integer(allow_none=True, metadata={"description": "Per worker."})

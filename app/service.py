@@ -12,6 +12,7 @@ import datetime as dt
 import logging
 import os
 import secrets
+import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -176,6 +177,7 @@ class ForecastService:
             "clip": self.settings.clip,
             "load_seconds": self.load_seconds,
             "loaded_at": self.loaded_at.isoformat() if self.loaded_at else None,
+            "torch_threads": _torch_threads(),
         }
 
     def _artifact_info(self, which: Literal["model", "tokenizer"]) -> dict[str, Any] | None:
@@ -346,19 +348,18 @@ class ForecastService:
 
 def resolve_device(spec: str) -> torch.device:
     """`KRONOS_DEVICE` as a torch device; a CUDA device that does not exist is a SettingsError."""
-    import torch
+    from kronos_integration.registry import resolve_device as registry_device
 
-    if spec == "cpu":
-        return torch.device("cpu")
-    available = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if spec == "auto":
-        return torch.device("cuda:0" if available else "cpu")
-    index = int(spec.partition(":")[2] or 0)
-    if index >= available:
-        raise SettingsError(
-            "KRONOS_DEVICE", spec, f"a CUDA device that exists (this machine has {available})"
-        )
-    return torch.device(f"cuda:{index}")
+    try:
+        return registry_device(spec)
+    except ValueError as error:
+        raise SettingsError("KRONOS_DEVICE", spec, f"a device this machine has ({error})") from None
+
+
+def _torch_threads() -> int | None:
+    """torch's intra-op threads here (set per worker after the fork), if torch is in use."""
+    torch_module = sys.modules.get("torch")
+    return int(torch_module.get_num_threads()) if torch_module is not None else None
 
 
 def _unprocessable(field: str, message: str) -> ProblemError:
