@@ -1,0 +1,83 @@
+"""Optional API keys: ``Authorization: Bearer <key>``, compared in constant time.
+
+Off unless keys are configured (``KRONOS_API_KEYS`` or ``KRONOS_API_KEYS_FILE``). When on, every
+route except the health probes needs a configured key; a missing header, another scheme and a wrong
+key all get the same 401 problem+json, so a caller learns nothing about which part was wrong.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Sequence
+
+from flask import Flask, Response, request
+
+from app.errors import problem
+
+logger = logging.getLogger(__name__)
+
+EXTENSION_KEY = "kronos.auth"
+OPEN_PATHS = frozenset({"/health", "/health/ready"})
+_SCHEME = "bearer"
+
+
+class ApiKeys:
+    """The accepted keys, kept as bytes for :func:`hmac.compare_digest`; never shown in its repr."""
+
+    def __init__(self, keys: Sequence[str]) -> None:
+        cleaned = [key.strip() for key in keys if key.strip()]
+        self._keys = tuple(key.encode("utf-8") for key in cleaned)
+
+    def __bool__(self) -> bool:
+        return bool(self._keys)
+
+    def __repr__(self) -> str:
+        return f"ApiKeys(<{len(self._keys)} keys>)"
+
+    def accepts(self, presented: str) -> bool:
+        """True when ``presented`` equals one of the keys; every key is compared, matched or not."""
+        candidate = presented.encode("utf-8", errors="surrogateescape")
+        matched = False
+        for key in self._keys:
+            matched |= hmac.compare_digest(candidate, key)
+        return matched
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The credentials of an ``Authorization: Bearer <token>`` header, or ``None``."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != _SCHEME or not token.strip():
+        return None
+    return token.strip()
+
+
+def _unauthorized() -> Response:
+    return problem(
+        401,
+        "Unauthorized",
+        "A valid API key is required: send it as 'Authorization: Bearer <key>'.",
+        headers={"WWW-Authenticate": 'Bearer realm="kronos"'},
+    )
+
+
+def _require_key(keys: ApiKeys) -> Response | None:
+    if request.path in OPEN_PATHS:
+        return None
+    token = bearer_token(request.headers.get("Authorization"))
+    if token is not None and keys.accepts(token):
+        return None
+    logger.info("refused a request without a valid API key")
+    return _unauthorized()
+
+
+def init_app(app: Flask, api_keys: Sequence[str]) -> None:
+    """Require one of ``api_keys`` on every non-health route; do nothing when there are none."""
+    keys = ApiKeys(api_keys)
+    app.extensions[EXTENSION_KEY] = keys
+    if not keys:
+        logger.warning("API keys are off: every route is open (set KRONOS_API_KEYS to require one)")
+        return
+    app.before_request(lambda: _require_key(keys))

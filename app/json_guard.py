@@ -1,0 +1,65 @@
+"""Strict JSON bodies: duplicate keys, NaN/Infinity literals and absurd nesting are refused (400).
+
+Python's ``json`` module silently keeps the last of duplicate keys, accepts ``NaN`` and
+``Infinity``, and raises ``RecursionError`` (a 500) on a body nested a hundred thousand levels
+deep. This before-request hook parses every JSON request body once with those holes closed and
+answers 400 problem+json naming the problem, before the schemas see the body.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Flask, Response, request
+
+from app.errors import problem
+
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+class StrictJSONError(ValueError):
+    """The body is JSON that the service refuses to interpret."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise StrictJSONError(f"the key {key[:64]!r} appears more than once in one object")
+        result[key] = value
+    return result
+
+
+def _no_constants(name: str) -> Any:
+    raise StrictJSONError(f"{name} is not a JSON number")
+
+
+def parse_strict(body: bytes) -> Any:
+    """Decode ``body`` (UTF-8 JSON) or raise :class:`StrictJSONError` saying why not."""
+    try:
+        return json.loads(body, object_pairs_hook=_unique_keys, parse_constant=_no_constants)
+    except RecursionError:
+        raise StrictJSONError("the body is nested too deeply") from None
+    except UnicodeDecodeError:
+        raise StrictJSONError("the body is not UTF-8") from None
+    except json.JSONDecodeError as error:
+        raise StrictJSONError(f"{error.msg} at line {error.lineno} column {error.colno}") from None
+
+
+def _check_body() -> Response | None:
+    if request.method not in _BODY_METHODS or not request.is_json:
+        return None
+    body = request.get_data(cache=True)
+    if not body.strip():
+        return None  # the schemas answer a missing body
+    try:
+        parse_strict(body)
+    except StrictJSONError as error:
+        return problem(400, "Bad Request", f"The request body is not acceptable JSON: {error}.")
+    return None
+
+
+def init_app(app: Flask) -> None:
+    """Refuse JSON bodies with duplicate keys, NaN/Infinity or runaway nesting."""
+    app.before_request(_check_body)

@@ -1,0 +1,146 @@
+"""Start the real service under gunicorn on a free loopback port, for benchmarks and slow tests.
+
+``LiveServer`` runs ``gunicorn -c gunicorn.conf.py wsgi:app`` from the repository root exactly as
+``make serve`` does, only bound to ``127.0.0.1:<free port>`` and with the environment the caller
+gives, then waits until ``/health/ready`` answers 200 repeatedly. Its output goes to a log file the
+caller can read afterwards (secret scans, JSON log checks).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+GUNICORN = Path(sys.executable).with_name("gunicorn")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def request(
+    port: int,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    headers: Mapping[str, str] | None = None,
+    timeout_s: float = 30.0,
+) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP request on a fresh connection: (status, headers, body bytes)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout_s)
+    try:
+        payload = None if body is None else json.dumps(body).encode()
+        sent_headers = {"Content-Type": "application/json"} if payload is not None else {}
+        sent_headers.update(headers or {})
+        connection.request(method, path, body=payload, headers=sent_headers)
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
+
+
+class LiveServer:
+    """A gunicorn master with its workers; a context manager that stops it on exit."""
+
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        log_path: Path,
+        *,
+        workers: int = 2,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
+        self.port = free_port()
+        self.log_path = log_path
+        self.workers = workers
+        self._env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+        self._args = extra_args
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, ready_timeout_s: float = 120.0) -> LiveServer:
+        """Start gunicorn and wait until ``/health/ready`` answers 200 several times in a row."""
+        command = [
+            str(GUNICORN),
+            "-c",
+            "gunicorn.conf.py",
+            "--bind",
+            f"127.0.0.1:{self.port}",
+            "--workers",
+            str(self.workers),
+            *self._args,
+            "wsgi:app",
+        ]
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                command, cwd=REPO_ROOT, env=self._env, stdout=log, stderr=subprocess.STDOUT
+            )
+        self.wait_ready(ready_timeout_s)
+        return self
+
+    def wait_ready(self, timeout_s: float) -> None:
+        """Poll ``/health/ready`` until enough consecutive 200s, or raise with the log's tail."""
+        deadline = time.monotonic() + timeout_s
+        successes = 0
+        while successes < 2 * self.workers:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(
+                    f"gunicorn exited with {self.process.returncode}:\n{self.log_tail()}"
+                )
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"service not ready after {timeout_s} s:\n{self.log_tail()}")
+            try:
+                status, _, _ = request(self.port, "GET", "/health/ready", timeout_s=5)
+            except OSError:
+                status = 0
+            successes = successes + 1 if status == 200 else 0
+            if status != 200:
+                time.sleep(0.2)
+
+    def log_text(self) -> str:
+        """Everything gunicorn and its workers wrote so far."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The last ``lines`` lines of the log."""
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def stop(self, timeout_s: float = 30.0) -> int:
+        """SIGTERM the master (graceful shutdown), wait, and return its exit status."""
+        process = self.process
+        if process is None:
+            return 0
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        return process.returncode
+
+    def __enter__(self) -> LiveServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
