@@ -9,10 +9,15 @@ the app: each worker builds the app after the fork, then `post_worker_init` load
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import sys
+import tempfile
 import threading
+from pathlib import Path
 from typing import Any
 
+from app.log_format import logging_config
 from app.settings import Settings
 
 settings = Settings.from_env()
@@ -56,29 +61,12 @@ control_socket_disable = True
 #   loglevel - KRONOS_LOG_LEVEL for gunicorn's own lines and the app's.
 #   accesslog - off, and gunicorn.access held at WARNING: the app writes one line per request
 #       itself, with its request id.
-#   logconfig_dict - gunicorn and the app log through one root handler on stdout.
+#   logconfig_dict - gunicorn and the app log through one root handler on stdout, as JSON lines
+#       or text (KRONOS_LOG_FORMAT; see app/log_format.py).
 
 loglevel = settings.log_level.lower()
 accesslog = None
-logconfig_dict: dict[str, Any] = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {
-        "text": {"format": "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"}
-    },
-    "handlers": {
-        "stdout": {
-            "class": "logging.StreamHandler",
-            "stream": "ext://sys.stdout",
-            "formatter": "text",
-        }
-    },
-    "root": {"level": settings.log_level, "handlers": ["stdout"]},
-    "loggers": {
-        "gunicorn.error": {"level": settings.log_level, "propagate": True},
-        "gunicorn.access": {"level": "WARNING", "propagate": True},
-    },
-}
+logconfig_dict: dict[str, Any] = logging_config(settings.log_format, settings.log_level)
 
 # Process naming
 #
@@ -91,6 +79,11 @@ proc_name = "kronos"
 #   post_fork - in the new worker: size torch's thread pool for this worker's share of the cores.
 #   post_worker_init - in the worker, once the app is imported: load and warm up the model; a
 #       model that cannot be served stops the whole server (WORKER_BOOT_ERROR).
+#   on_starting / child_exit / on_exit - Prometheus multiprocess mode: every worker writes its
+#       samples to files in PROMETHEUS_MULTIPROC_DIR (a fresh temporary folder unless set; emptied
+#       at start so an earlier run never adds in) and /metrics merges them; a dead worker's live
+#       gauges are dropped when it exits. Set in the master before any worker imports
+#       prometheus_client, which reads the variable once, at import.
 
 WORKER_BOOT_ERROR = 3  # gunicorn's arbiter halts the server, exiting with this status
 logger = logging.getLogger("kronos.gunicorn")
@@ -122,6 +115,33 @@ def post_worker_init(worker: Any) -> None:
         sys.exit(WORKER_BOOT_ERROR)
     finally:
         loading.set()
+    from app.metrics import record_serving
+
+    record_serving(worker.wsgi)
+
+
+_METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+_METRICS_TMP_PREFIX = "kronos-metrics-"
+
+
+def on_starting(server: Any) -> None:
+    directory = os.environ.get(_METRICS_DIR_ENV) or tempfile.mkdtemp(prefix=_METRICS_TMP_PREFIX)
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    for stale in Path(directory).glob("*.db"):
+        stale.unlink()
+    os.environ[_METRICS_DIR_ENV] = directory
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server: Any) -> None:
+    directory = Path(os.environ.get(_METRICS_DIR_ENV, ""))
+    if directory.name.startswith(_METRICS_TMP_PREFIX):
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _keep_alive_while(worker: Any, done: threading.Event) -> None:

@@ -7,7 +7,7 @@ import logging
 
 from flask import Flask
 
-from app import errors, request_id
+from app import errors, hardening, request_id
 from app.api import register_blueprints
 from app.openapi import ProblemApi
 from app.service import EXTENSION_KEY as SERVICE_KEY
@@ -37,6 +37,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions[SETTINGS_KEY] = settings
     app.extensions[SERVICE_KEY] = ForecastService(settings)
     request_id.init_app(app)
+    hardening.init_app(app, settings)
     api = ProblemApi(app)
     errors.init_app(app)
     register_blueprints(api)

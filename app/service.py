@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import pandas as pd
 
 from app.errors import ProblemError, problem_body
+from app.guarded_forecaster import GuardedForecaster
 from app.report import bar_path, daily_predictions
 from app.schemas import InvalidItem
 from app.settings import Settings, SettingsError
@@ -83,6 +84,8 @@ class ForecastService:
             else:
                 self._load_kronos_or_fall_back()
             self._warm_up()
+            if self._forecaster is not None and self.serving is not None:
+                self._forecaster = GuardedForecaster(self._forecaster, self.serving)
             self.load_seconds = time.perf_counter() - started
             self.loaded_at = dt.datetime.now(dt.UTC)
             self.ready = True
