@@ -526,7 +526,9 @@ def test_openapi_is_generated_from_the_schemas(client):
         "include_path",
     }
     assert request_schema["additionalProperties"] is False
-    predict = spec["paths"]["/predict"]["post"]
-    assert "422" in predict["responses"] and "200" in predict["responses"]
-    error = spec["components"]["responses"]["UNPROCESSABLE_ENTITY"]
-    assert "application/problem+json" in error["content"]
+    responses = spec["paths"]["/predict"]["post"]["responses"]
+    assert {"200", "400", "404", "413", "422", "429", "503"} <= set(responses)
+    for status in ("400", "404", "413", "422"):
+        name = responses[status]["$ref"].rsplit("/", 1)[1]
+        content = spec["components"]["responses"][name]["content"]
+        assert content["application/problem+json"]["schema"]["$ref"].endswith("/Problem")

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from http import HTTPStatus
+from typing import Any, TypeVar
+
 from flask import current_app
-from flask_smorest import Api
+from flask_smorest import Api, Blueprint
 
 from app.service import EXTENSION_KEY, ForecastService
 
@@ -12,6 +16,20 @@ def forecast_service() -> ForecastService:
     """This worker's service object."""
     service: ForecastService = current_app.extensions[EXTENSION_KEY]
     return service
+
+
+View = TypeVar("View", bound=Callable[..., Any])
+
+
+def documents_problems(blp: Blueprint, *statuses: int) -> Callable[[View], View]:
+    """Document each error status of a view as the shared problem+json response of that status."""
+
+    def decorate(view: View) -> View:
+        for status in statuses:
+            view = blp.alt_response(status, HTTPStatus(status).name)(view)
+        return view
+
+    return decorate
 
 
 def register_blueprints(api: Api) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 from flask import Response
 from flask_smorest import Blueprint
 
-from app.api import forecast_service
+from app.api import documents_problems, forecast_service
 from app.errors import problem
 from app.schemas import HealthSchema, ServiceStatusSchema
 
@@ -23,7 +23,7 @@ def live() -> dict[str, str]:
 
 @blp.route("/health/ready", methods=["GET"])
 @blp.response(200, ServiceStatusSchema)
-@blp.alt_response(503, description="Still loading the model or warming up.")
+@documents_problems(blp, 503)
 def ready() -> dict[str, Any] | Response:
     """200 once this worker has loaded and warmed up its forecaster."""
     service = forecast_service()

@@ -6,7 +6,7 @@ from typing import Any
 
 from flask_smorest import Blueprint
 
-from app.api import forecast_service
+from app.api import documents_problems, forecast_service
 from app.schemas import ModelsSchema
 
 blp = Blueprint("models", __name__, description="The loaded model, its origin and state.")
@@ -14,6 +14,7 @@ blp = Blueprint("models", __name__, description="The loaded model, its origin an
 
 @blp.route("/models", methods=["GET"])
 @blp.response(200, ModelsSchema)
+@documents_problems(blp, 401)
 def models() -> dict[str, Any]:
     """Mode, model and tokenizer ids, revisions and shas, device, dtype, sizes, load time."""
     return forecast_service().model_info()
