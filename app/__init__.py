@@ -1,20 +1,18 @@
 """The Flask application factory. Nothing heavy happens here: the model loads per worker, after
-gunicorn forks it (`gunicorn.conf.py`), through `app.extensions["kronos.service"].load()`."""
+gunicorn forks it (`gunicorn.conf.py`), through `app.extensions["kronos.service"].load()`.
+
+The factory imports its parts when called, so that `gunicorn.conf.py` can read `app.settings` in
+the master without pulling in pandas, flask-smorest or the service.
+"""
 
 from __future__ import annotations
 
-import logging
+from typing import TYPE_CHECKING
 
-from flask import Flask
+if TYPE_CHECKING:
+    from flask import Flask
 
-from app import errors, hardening, request_id
-from app.api import register_blueprints
-from app.openapi import ProblemApi
-from app.service import EXTENSION_KEY as SERVICE_KEY
-from app.service import ForecastService
-from app.settings import Settings
-
-logger = logging.getLogger(__name__)
+    from app.settings import Settings
 
 SETTINGS_KEY = "kronos.settings"
 API_TITLE = "Kronos prediction service"
@@ -23,6 +21,15 @@ API_VERSION = "1.0.0"
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the app for `settings` (default: `Settings.from_env()`); the model is not loaded."""
+    from flask import Flask
+
+    from app import errors, hardening, request_id
+    from app.api import register_blueprints
+    from app.openapi import ProblemApi
+    from app.service import EXTENSION_KEY as SERVICE_KEY
+    from app.service import ForecastService
+    from app.settings import Settings
+
     settings = settings or Settings.from_env()
     app = Flask(__name__)
     app.config.update(
