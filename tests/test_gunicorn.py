@@ -1,0 +1,178 @@
+"""The service under a real gunicorn (2 workers, free loopback port), as `make serve` runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from benchmarks.live_server import GUNICORN, REPO_ROOT, LiveServer, free_port, request
+
+pytestmark = pytest.mark.slow
+
+SEED_REQUEST = {"isin": "US67066G1040", "horizon_days": 5}
+QUIET_TORCH = {"KRONOS_TORCH_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+
+
+def models_by_pid(port: int, workers: int, rounds: int = 20) -> dict[int, dict]:
+    """/models of each worker: bursts of concurrent connections until every worker answered
+    (an idle worker that accepts quickly would otherwise take every sequential request)."""
+    seen: dict[int, dict] = {}
+
+    def ask() -> None:
+        status, _, body = request(port, "GET", "/models")
+        assert status == 200
+        info = json.loads(body)
+        seen[info["worker_pid"]] = info
+
+    for _ in range(rounds):
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            for future in [pool.submit(ask) for _ in range(16)]:
+                future.result()
+        if len(seen) == workers:
+            break
+    return seen
+
+
+@pytest.fixture
+def black_hole_hub() -> Iterator[str]:
+    """A hub URL that accepts connections and never answers: loading must wait out its timeout."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
+def test_each_worker_loads_its_own_model(tmp_path, tiny_checkpoints):
+    model_dir, tokenizer_dir = tiny_checkpoints
+    env = {
+        **QUIET_TORCH,
+        "KRONOS_MODE": "kronos",
+        "KRONOS_MODEL_ID": str(model_dir),
+        "KRONOS_TOKENIZER_ID": str(tokenizer_dir),
+        "KRONOS_ALLOW_SYNTHETIC_HISTORY": "1",
+    }
+    with LiveServer(env, tmp_path / "gunicorn.log", workers=2) as server:
+        workers = models_by_pid(server.port, 2)
+        status, _, body = request(
+            server.port, "POST", "/predict", {**SEED_REQUEST, "sample_count": 2}
+        )
+        master_pid = server.process.pid
+    assert len(workers) == 2, workers
+    assert master_pid not in workers  # the model is loaded in the workers, never in the master
+    for info in workers.values():
+        assert info["ready"] and info["serving"] == "kronos" and info["fallback_reason"] is None
+        assert info["model"]["id"] == str(model_dir) and info["model"]["parameters"] > 0
+        assert info["load_seconds"] > 0
+        assert (
+            info["torch_threads"] == 1
+        )  # KRONOS_TORCH_THREADS, applied in the worker after the fork
+    loaded_at = {info["loaded_at"] for info in workers.values()}
+    assert len(loaded_at) == 2  # two separate loads
+    assert status == 200
+    answer = json.loads(body)
+    assert answer["model"] == "kronos" and answer["metadata"]["worker_pid"] in workers
+
+
+def test_ready_only_after_loading_and_auto_fallback_says_why(tmp_path, black_hole_hub):
+    env = {
+        "KRONOS_MODE": "auto",
+        "KRONOS_TORCH_THREADS": "1",
+        "HF_ENDPOINT": black_hole_hub,
+        "HF_HOME": str(tmp_path / "hf-home"),
+        "HF_HUB_OFFLINE": "0",
+        "KRONOS_HUB_TIMEOUT_S": "2",
+    }
+    server = LiveServer(env, tmp_path / "gunicorn.log", workers=2)
+    answers: list[tuple[float, int, dict]] = []
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.is_set():
+            try:
+                status, _, body = request(server.port, "GET", "/health/ready", timeout_s=0.5)
+            except OSError:  # refused before the master binds, unanswered before a worker runs
+                time.sleep(0.05)
+                continue
+            answers.append((time.time(), status, json.loads(body)))
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    try:
+        with server.start(ready_timeout_s=90):
+            stop.set()
+            poller.join()
+            workers = models_by_pid(server.port, 2)
+            status, _, body = request(server.port, "POST", "/predict", SEED_REQUEST)
+    finally:
+        stop.set()
+        poller.join()
+    assert answers, "the poller never got an answer"
+    assert all(code == 200 and ready["ready"] for _, code, ready in answers), answers[:3]
+    for answered_at, _, ready in answers:
+        loaded_at = datetime.fromisoformat(workers[ready["worker_pid"]]["loaded_at"]).timestamp()
+        assert answered_at >= loaded_at  # no worker answered before its load finished
+    for info in workers.values():
+        assert info["serving"] == "simulated"
+        assert "NeoQuasar/Kronos-small" in info["fallback_reason"]
+        assert info["load_seconds"] >= 2  # it waited out the silent hub, then fell back
+    assert status == 200
+    answer = json.loads(body)
+    assert answer["model"] == "simulated"
+    assert "NeoQuasar/Kronos-small" in answer["metadata"]["fallback_reason"]
+
+
+def test_kronos_mode_with_a_missing_model_stops_gunicorn(tmp_path):
+    missing = tmp_path / "no-such-model"
+    env = {**os.environ, **QUIET_TORCH, "KRONOS_MODE": "kronos", "KRONOS_MODEL_ID": str(missing)}
+    command = [str(GUNICORN), "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{free_port()}"]
+    finished = subprocess.run(
+        [*command, "--workers", "2", "wsgi:app"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    log = finished.stdout + finished.stderr
+    assert finished.returncode == 3, log
+    assert "cannot serve KRONOS_MODE=kronos" in log and str(missing) in log
+
+
+def test_a_bad_variable_stops_start_up_naming_it(tmp_path):
+    env = {**os.environ, "KRONOS_MAX_CONTEXT": "lots"}
+    finished = subprocess.run(
+        [str(GUNICORN), "-c", "gunicorn.conf.py", "wsgi:app"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert finished.returncode != 0
+    assert "KRONOS_MAX_CONTEXT" in finished.stdout + finished.stderr
+
+
+def test_test_api_script_posts_the_seed_request(tmp_path):
+    env = {"KRONOS_MODE": "simulated"}
+    with LiveServer(env, tmp_path / "gunicorn.log", workers=1) as server:
+        finished = subprocess.run(
+            ["bash", str(REPO_ROOT / "test-api.sh")],
+            env={**os.environ, "PORT": str(server.port)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert finished.returncode == 0, finished.stderr
+    answer = json.loads(finished.stdout[finished.stdout.index("{") :])
+    assert answer["isin"] == "US67066G1040" and len(answer["predictions"]) == 5
+    assert Path(REPO_ROOT / "test-api.sh").stat().st_mode & 0o111
