@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
 import pandas as pd
 
 from app.errors import ProblemError, problem_body
@@ -234,6 +235,10 @@ class ForecastService:
             top_p=float(request["top_p"]),
             quantiles=request["quantiles"],
         )
+        if not np.isfinite(forecast.paths).all():
+            raise _unprocessable(
+                "candles", "the forecast for this history is not finite (values too large or small)"
+            )
         current_price = float(history.candles["close"].iloc[-1])
         response: dict[str, Any] = {
             "isin": request["isin"],

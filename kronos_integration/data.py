@@ -26,6 +26,9 @@ logger = logging.getLogger(__name__)
 MIN_HISTORY_BARS = 32
 """Fewest bars a forecast is calibrated on (Kronos and the simulator alike)."""
 
+MAX_CANDLE_VALUE = 1e15
+"""Largest price, volume or amount accepted: beyond it float32 statistics of a series overflow."""
+
 SYNTHETIC_BARS = 512
 SYNTHETIC_LAST_CLOSE = 100.0
 TIMESTAMP_COLUMNS: tuple[str, ...] = ("timestamp", "timestamps")
@@ -71,8 +74,9 @@ def validate_candles(frame: pd.DataFrame, *, min_bars: int = MIN_HISTORY_BARS) -
     """Check candles and return them as float64 `CANDLE_COLUMNS` (missing volume/amount filled).
 
     `frame` must be indexed by timestamps. Raises ValueError naming the first problem found:
-    missing columns, NaN or infinite values, prices not above zero, negative volume or amount,
-    high below low, unsorted or duplicate timestamps, or fewer than `min_bars` bars.
+    missing columns, NaN or infinite values, values above `MAX_CANDLE_VALUE`, prices not above
+    zero, negative volume or amount, high below low, unsorted or duplicate timestamps, or fewer
+    than `min_bars` bars.
     """
     missing = [c for c in PRICE_COLUMNS if c not in frame.columns]
     if missing:
@@ -88,6 +92,10 @@ def validate_candles(frame: pd.DataFrame, *, min_bars: int = MIN_HISTORY_BARS) -
         raise ValueError(
             f"candles[{bad_rows[0]}].{CANDLE_COLUMNS[bad_cols[0]]}: NaN or infinite value"
         )
+    too_large_rows, too_large_cols = np.nonzero(np.abs(values) > MAX_CANDLE_VALUE)
+    if too_large_rows.size:
+        column = CANDLE_COLUMNS[too_large_cols[0]]
+        raise ValueError(f"candles[{too_large_rows[0]}].{column}: above {MAX_CANDLE_VALUE:g}")
     price_count = len(PRICE_COLUMNS)
     bad_rows, bad_cols = np.nonzero(values[:, :price_count] <= 0)
     if bad_rows.size:
@@ -240,7 +248,16 @@ def _following_days(start: pd.Timestamp, count: int, weekdays: set[int]) -> list
 
 
 def _parse_timestamps(values: pd.Series) -> pd.DatetimeIndex:
+    """Timestamps as one index. UTC offsets that change within the series (daylight saving time)
+    are converted to UTC; naive and zone-aware timestamps mixed together are refused."""
     try:
         return pd.DatetimeIndex(pd.to_datetime(values), name="timestamp")
+    except (ValueError, TypeError):
+        pass
+    try:
+        stamps = [pd.Timestamp(value) for value in values]
     except (ValueError, TypeError) as error:
         raise ValueError(f"candles: a timestamp could not be parsed ({error})") from None
+    if len({stamp.tzinfo is None for stamp in stamps}) > 1:
+        raise ValueError("candles: timestamps mix UTC offsets with times that have none")
+    return pd.DatetimeIndex(pd.to_datetime(stamps, utc=True), name="timestamp")

@@ -257,6 +257,11 @@ BAD_REQUESTS = {
         422,
         "candles",
     ),
+    "candle value too large": (
+        {**SEED_REQUEST, "candles": _candles_with(lambda r: _set(r, 5, "volume", 1e300))},
+        422,
+        "candles",
+    ),
     "candle high below low": (
         {**SEED_REQUEST, "candles": _candles_with(lambda r: _set(r, 5, "high", 0.01))},
         422,
@@ -394,6 +399,21 @@ def test_unexpected_error_is_500_without_internals(client, app, caplog):
     assert "secret internals" not in response.get_data(as_text=True)
     assert "req-42" in body["detail"]
     assert any("req-42" in r.getMessage() and r.exc_info for r in caplog.records)
+
+
+def test_a_forecast_that_is_not_finite_is_refused_not_sent_as_nan(client, app):
+    service = app.extensions["kronos.service"]
+    inner = service._forecaster
+
+    class Overflowing:
+        def forecast(self, *args, **kwargs):
+            result = inner.forecast(*args, **kwargs)
+            result.paths[0, 0, 3] = float("inf")
+            return result
+
+    service._forecaster = Overflowing()
+    body = assert_problem(client.post("/predict", json=SEED_REQUEST), 422, "candles")
+    assert "not finite" in body["detail"]
 
 
 def test_request_id_is_taken_or_made_and_echoed(client):

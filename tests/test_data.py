@@ -54,6 +54,7 @@ def _set(frame, row, column, value):
             _broken(lambda f: _set(f, 8, "open", 0.0)),
             r"candles\[8\]\.open: prices must be positive",
         ),
+        (_broken(lambda f: _set(f, 2, "high", 1e300)), r"candles\[2\]\.high: above 1e\+15"),
         (_broken(lambda f: _set(f, 6, "amount", -2.0)), r"candles\[6\]\.amount: negative value"),
         (_broken(lambda f: _set(f, 9, "high", 0.5)), r"candles\[9\]: high is below low"),
         (_broken(lambda f: f.drop(columns=["close", "open"])), "missing column.*open, close"),
@@ -103,6 +104,19 @@ def test_history_sources_in_order(tmp_path):
         resolve_history(other, None, data_dir=tmp_path, allow_synthetic=False)
     with pytest.raises(HistoryNotFoundError, match="KRONOS_DATA_DIR"):
         resolve_history(other, None, data_dir=None, allow_synthetic=False)
+
+
+def test_changing_utc_offsets_become_utc_and_mixed_naive_times_are_refused():
+    records = candle_records(make_candles(40, freq="h", start="2025-03-29 20:00"))
+    for i, record in enumerate(records):
+        record["timestamp"] += "+01:00" if i < 10 else "+02:00"  # a daylight-saving switch
+    parsed = candles_from_records(records)
+    assert str(parsed.index.tz) == "UTC"
+    assert parsed.index[0] == pd.Timestamp("2025-03-29 19:00", tz="UTC")
+    assert parsed.index[10] == pd.Timestamp("2025-03-30 04:00", tz="UTC")
+    records[3]["timestamp"] = records[3]["timestamp"][:-6]
+    with pytest.raises(ValueError, match="mix UTC offsets"):
+        candles_from_records(records)
 
 
 def test_parquet_file_is_read(tmp_path):
