@@ -1,0 +1,237 @@
+"""Faults against a real gunicorn: killed worker, graceful stop, unreachable hub, corrupt file.
+
+Every test starts the service as ``make serve`` does (``gunicorn -c gunicorn.conf.py wsgi:app``)
+on a free loopback port, with tiny checkpoints saved by ``tests/checkpoints.py`` where a model is
+needed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from benchmarks.live_server import GUNICORN, REPO_ROOT, LiveServer, free_port, request
+
+pytestmark = pytest.mark.slow
+
+SEED_REQUEST = {"isin": "US67066G1040", "horizon_days": 5}
+
+
+def kronos_env(model: Path, tokenizer: Path) -> dict[str, str]:
+    """Kronos mode with local tiny checkpoints, synthetic history allowed, hub switched off."""
+    return {
+        "KRONOS_MODE": "kronos",
+        "KRONOS_MODEL_ID": str(model),
+        "KRONOS_TOKENIZER_ID": str(tokenizer),
+        "KRONOS_ALLOW_SYNTHETIC_HISTORY": "1",
+        "KRONOS_TORCH_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+    }
+
+
+def worker_pids(master_pid: int) -> set[int]:
+    """Live child processes of the gunicorn master, read from /proc."""
+    children = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == master_pid and fields[0] != "Z":
+            children.add(int(entry.name))
+    return children
+
+
+def wait_for(condition, timeout_s: float, what: str, server: LiveServer) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} did not happen within {timeout_s} s:\n{server.log_tail()}")
+        time.sleep(0.1)
+
+
+class Load:
+    """Client threads posting the seed's request until stopped; statuses in arrival order."""
+
+    def __init__(self, port: int, clients: int = 3) -> None:
+        self.port = port
+        self.outcomes: list[tuple[float, int | str]] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run) for _ in range(clients)]
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                status: int | str = request(self.port, "POST", "/predict", SEED_REQUEST)[0]
+            except OSError as error:
+                status = type(error).__name__
+            with self._lock:
+                self.outcomes.append((time.monotonic(), status))
+
+    def __enter__(self) -> Load:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=60)
+
+    def since(self, moment: float) -> Counter[int | str]:
+        with self._lock:
+            return Counter(status for at, status in self.outcomes if at >= moment)
+
+
+def test_killed_worker_is_respawned_reloads_its_model_and_service_keeps_answering(
+    tmp_path, tiny_checkpoints
+):
+    with LiveServer(kronos_env(*tiny_checkpoints), tmp_path / "gunicorn.log", workers=2) as server:
+        assert server.process is not None
+        master = server.process.pid
+        before = worker_pids(master)
+        assert len(before) == 2
+        victim = min(before)
+        with Load(server.port) as load:
+            time.sleep(1.0)
+            os.kill(victim, signal.SIGKILL)
+            killed_at = time.monotonic()
+            wait_for(
+                lambda: (
+                    len(worker_pids(master) - before) == 1 and victim not in worker_pids(master)
+                ),
+                60,
+                "a replacement worker",
+                server,
+            )
+            (newcomer,) = worker_pids(master) - before
+            wait_for(
+                lambda: f"worker {newcomer} ready: serving kronos" in server.log_text(),
+                120,
+                "the new worker loading its model",
+                server,
+            )
+            respawned_at = time.monotonic()
+            time.sleep(2.0)
+        during = load.since(killed_at)
+        after = load.since(respawned_at)
+        assert after[200] > 0 and set(after) == {200}, after
+        assert during[200] > 0, during
+        lost = sum(count for status, count in during.items() if status != 200)
+        assert lost <= 3, f"only requests on the killed worker may fail: {during}"
+        models = json.loads(request(server.port, "GET", "/models")[2])
+        assert models["mode"] == "kronos"
+        metrics = request(server.port, "GET", "/metrics")[2].decode()
+        assert 'kronos_serving_mode_workers{mode="kronos"} 2.0' in metrics, (
+            "child_exit must drop the dead worker from live gauges"
+        )
+
+
+def test_sigterm_lets_an_in_flight_request_finish_before_exit(tmp_path):
+    env = {"KRONOS_MODE": "simulated"}
+    server = LiveServer(env, tmp_path / "gunicorn.log", workers=1).start()
+    assert server.process is not None
+    body = json.dumps(SEED_REQUEST).encode()
+    connection = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+    try:
+        head = (
+            f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        ).encode()
+        connection.sendall(head + body[:10])
+        time.sleep(1.0)  # the worker has taken the request and is reading its body
+        server.process.send_signal(signal.SIGTERM)
+        time.sleep(1.0)
+        assert server.process.poll() is None, "gunicorn quit with a request in flight"
+        connection.sendall(body[10:])
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    finally:
+        connection.close()
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+    assert b'"model"' in answer
+    assert server.process.wait(timeout=30) == 0
+    with pytest.raises(OSError):
+        request(server.port, "GET", "/health", timeout_s=2)
+
+
+def test_unreachable_hub_in_auto_mode_falls_back_within_bounded_time(tmp_path):
+    closed_port = free_port()  # nothing listens here: connections are refused at once
+    env = {
+        "KRONOS_MODE": "auto",
+        "HF_ENDPOINT": f"http://127.0.0.1:{closed_port}",
+        "HF_HOME": str(tmp_path / "hf-home"),
+        "HF_HUB_OFFLINE": "0",
+        "KRONOS_HUB_TIMEOUT_S": "2",
+    }
+    started = time.monotonic()
+    with LiveServer(env, tmp_path / "gunicorn.log", workers=1) as server:
+        ready_after_s = time.monotonic() - started
+        status, _, body = request(server.port, "POST", "/predict", SEED_REQUEST)
+        models = json.loads(request(server.port, "GET", "/models")[2])
+    assert ready_after_s < 90, "the fallback must not wait on the hub without bound"
+    assert status == 200
+    answer = json.loads(body)
+    assert answer["model"] == "simulated"
+    assert answer["metadata"]["fallback_reason"]
+    assert "NeoQuasar/Kronos-small" in json.dumps(models)
+
+
+@pytest.mark.parametrize("mode", ["kronos", "auto"])
+def test_corrupt_checkpoint_is_a_clear_start_up_error(tmp_path, tiny_checkpoints, mode):
+    model_dir, tokenizer_dir = tiny_checkpoints
+    model = tmp_path / "corrupt-model"
+    shutil.copytree(model_dir, model)
+    weights = model / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 3])
+    env = {**kronos_env(model, tokenizer_dir), "KRONOS_MODE": mode}
+    log_path = tmp_path / "gunicorn.log"
+    if mode == "kronos":
+        command = [
+            str(GUNICORN),
+            "-c",
+            "gunicorn.conf.py",
+            "--bind",
+            f"127.0.0.1:{free_port()}",
+            "--workers",
+            "1",
+            "wsgi:app",
+        ]
+        with log_path.open("wb") as log:
+            finished = subprocess.run(
+                command,
+                cwd=REPO_ROOT,
+                env={**os.environ, **env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=120,
+                check=False,
+            )
+        assert finished.returncode != 0
+        entries = [json.loads(line) for line in log_path.read_text().splitlines() if line]
+        critical = [e["message"] for e in entries if e["level"] == "CRITICAL"]
+        assert len(critical) == 1, entries
+        assert "cannot serve KRONOS_MODE=kronos" in critical[0]
+        assert str(model) in critical[0] and "unusable" in critical[0]
+        assert not any("Traceback" in json.dumps(e) for e in entries), "one clear line, no trace"
+    else:
+        with LiveServer(env, log_path, workers=1) as server:
+            models = json.loads(request(server.port, "GET", "/models")[2])
+            answer = json.loads(request(server.port, "POST", "/predict", SEED_REQUEST)[2])
+        assert answer["model"] == "simulated"
+        assert str(model) in models["fallback_reason"] and "unusable" in models["fallback_reason"]

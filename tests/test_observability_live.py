@@ -1,0 +1,126 @@
+"""Metrics, JSON logs and the secret scan against a real gunicorn with two workers.
+
+The service runs in auto mode with the hub unreachable (``HF_ENDPOINT`` at a closed loopback port),
+an ``HF_TOKEN`` and API keys set to recognisable canaries, so every path that could leak them
+(load failure, fallback reason, 401s, /models, error pages, gunicorn's own lines) is exercised.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+
+import pytest
+
+from benchmarks.live_server import LiveServer, free_port, request
+
+pytestmark = pytest.mark.slow
+
+HF_TOKEN_CANARY = "hf_CanaryTokenQx7Zp3Lm9Vb2Nc5Rt8"
+API_KEY_CANARIES = ("kronos-canary-key-Ae4Tg7", "kronos-canary-key-Wq9Ks2")
+SECRETS = (HF_TOKEN_CANARY, *API_KEY_CANARIES)
+SEED_REQUEST = {"isin": "US67066G1040", "horizon_days": 5}
+PREDICTIONS = 24
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    scratch = tmp_path_factory.mktemp("observability")
+    env = {
+        "KRONOS_MODE": "auto",
+        "HF_TOKEN": HF_TOKEN_CANARY,
+        "HF_ENDPOINT": f"http://127.0.0.1:{free_port()}",
+        "HF_HOME": str(scratch / "hf-home"),
+        "HF_HUB_OFFLINE": "0",
+        "KRONOS_HUB_TIMEOUT_S": "2",
+        "KRONOS_API_KEYS": ",".join(API_KEY_CANARIES),
+        "KRONOS_LOG_FORMAT": "json",
+        "KRONOS_WORKERS": "2",
+    }
+    with LiveServer(env, scratch / "gunicorn.log", workers=2) as live:
+        yield live
+
+
+def authorised(key: str = API_KEY_CANARIES[0]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def sample_value(exposition: str, sample: str) -> float:
+    match = re.search(rf"^{re.escape(sample)} (\S+)$", exposition, flags=re.MULTILINE)
+    assert match, f"{sample} missing from /metrics"
+    return float(match.group(1))
+
+
+def test_metrics_add_up_over_both_workers(server):
+    before = request(server.port, "GET", "/metrics", headers=authorised())[2].decode()
+    counted = 'kronos_http_requests_total{endpoint="/predict",method="POST",status="200"}'
+    start = sample_value(before, counted) if counted in before else 0.0
+    pids = set()
+    for _ in range(PREDICTIONS):
+        status, _, body = request(
+            server.port, "POST", "/predict", SEED_REQUEST, headers=authorised()
+        )
+        assert status == 200, body
+    for _ in range(8):
+        pids.add(
+            json.loads(request(server.port, "GET", "/models", headers=authorised())[2]).get("pid")
+        )
+    after = request(server.port, "GET", "/metrics", headers=authorised())[2].decode()
+    assert sample_value(after, counted) - start == PREDICTIONS
+    assert sample_value(after, 'kronos_serving_mode_workers{mode="simulated"}') == 2.0
+    assert sample_value(after, "kronos_inflight_predictions") == 0.0
+    assert sample_value(after, 'kronos_inference_duration_seconds_count{mode="simulated"}') >= (
+        PREDICTIONS
+    )
+    assert sample_value(after, 'kronos_forecast_samples_total{mode="simulated"}') > 0
+    assert sample_value(after, 'kronos_forecast_bars_total{mode="simulated"}') > 0
+
+
+def test_every_log_line_is_json_and_each_request_has_an_access_line(server):
+    request_id = "trace-4f1c2a"
+    headers = {**authorised(), "X-Request-ID": request_id}
+    status, answer_headers, _ = request(
+        server.port, "POST", "/predict", SEED_REQUEST, headers=headers
+    )
+    assert status == 200 and answer_headers["X-Request-ID"] == request_id
+    lines = [line for line in server.log_text().splitlines() if line.strip()]
+    entries = [json.loads(line) for line in lines]  # raises on any line that is not JSON
+    (access,) = [e for e in entries if e.get("request_id") == request_id and "route" in e]
+    assert access["logger"] == "kronos.access"
+    assert access["route"] == "/predict" and access["status"] == 200
+    assert access["isin"] == SEED_REQUEST["isin"] and access["horizon_days"] == 5
+    assert access["mode"] == "simulated" and access["latency_ms"] > 0
+    assert any("NeoQuasar/Kronos-small" in e["message"] for e in entries if e["level"] == "WARNING")
+
+
+def test_secrets_never_leave_the_service(server):
+    """Exercise every answer shape, then scan all responses and the whole log for the canaries."""
+    seen: list[str] = []
+    key = authorised()
+    calls = [
+        ("GET", "/health", None, {}),
+        ("GET", "/health/ready", None, {}),
+        ("GET", "/models", None, key),
+        ("GET", "/openapi.json", None, key),
+        ("GET", "/metrics", None, key),
+        ("POST", "/predict", SEED_REQUEST, key),
+        ("POST", "/predict/batch", {"items": [SEED_REQUEST, {"isin": "bad"}]}, key),
+        ("POST", "/predict", {"isin": "US67066G1040", "horizon_days": -1}, key),
+        ("POST", "/predict", SEED_REQUEST, {}),
+        ("POST", "/predict", SEED_REQUEST, {"Authorization": f"Bearer {HF_TOKEN_CANARY}"}),
+        ("POST", "/predict", SEED_REQUEST, {"Authorization": f"Basic {API_KEY_CANARIES[1]}"}),
+        ("GET", "/no/such/path", None, key),
+        ("DELETE", "/predict", None, key),
+    ]
+    for method, path, body, headers in calls:
+        status, answer_headers, payload = request(server.port, method, path, body, headers=headers)
+        seen.append(
+            f"{method} {path} -> {status} {answer_headers} {payload.decode(errors='replace')}"
+        )
+    transcript = "\n".join(seen)
+    log = server.log_text()
+    for secret in SECRETS:
+        assert secret not in transcript, f"a response carries the secret {secret[:8]}..."
+        assert secret not in log, f"the log carries the secret {secret[:8]}..."
+    assert "-> 401" in transcript and "-> 200" in transcript
