@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -185,11 +186,13 @@ class KronosPredictor:
         top_p: float = 0.9,
         quantiles: Sequence[float] = DEFAULT_QUANTILES,
         seed: int | None = None,
+        deadline: float | None = None,
     ) -> Forecast:
         """Every sample path of one series, in price units, reproducible from `seed`.
 
         Unlike `predict`, top-k and top-p both apply when both are set. Without a seed one is
-        drawn and reported in `Forecast.seed`, so any answer can be reproduced.
+        drawn and reported in `Forecast.seed`, so any answer can be reproduced. `deadline`, a
+        `time.monotonic()` instant, stops decoding with `TimeoutError` once it has passed.
         Returns a `Forecast` with paths (sample_count, pred_len, 6) float64.
         """
         return self.forecast_batch(
@@ -203,6 +206,7 @@ class KronosPredictor:
             top_p=top_p,
             quantiles=quantiles,
             seed=seed,
+            deadline=deadline,
         )[0]
 
     def forecast_batch(
@@ -218,6 +222,7 @@ class KronosPredictor:
         top_p: float = 0.9,
         quantiles: Sequence[float] = DEFAULT_QUANTILES,
         seed: int | None = None,
+        deadline: float | None = None,
     ) -> list[Forecast]:
         """`forecast` for several series decoded together (lengths may differ), one seed."""
         levels = check_quantile_levels(quantiles)
@@ -225,7 +230,7 @@ class KronosPredictor:
         series = self._prepare_all(df_list, x_timestamp_list, y_timestamp_list, pred_len)
         seed = secrets.randbits(63) if seed is None else seed
         generator = torch.Generator(device=self.device).manual_seed(seed)
-        samples = self._generate(series, pred_len, sample_count, params, generator, False)
+        samples = self._generate(series, pred_len, sample_count, params, generator, False, deadline)
         return [
             Forecast(
                 timestamps=pd.DatetimeIndex(y_ts),
@@ -270,6 +275,7 @@ class KronosPredictor:
         params: SamplingParams,
         generator: torch.Generator | None,
         verbose: bool,
+        deadline: float | None = None,
     ) -> list[np.ndarray]:
         """Normalised sample paths, one float32 array (sample_count, pred_len, 6) per series."""
         if sample_count < 1:
@@ -280,6 +286,8 @@ class KronosPredictor:
             )
         run = _DecodeRun(self, series, pred_len, sample_count)
         for step in range(pred_len):
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"forecast passed its deadline after {step} of {pred_len} bars")
             run.step(step, params, generator)
             if verbose:
                 logger.info("generated bar %d/%d", step + 1, pred_len)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -168,6 +170,17 @@ def test_bad_sampling_arguments_raise_value_error(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         predictor.forecast(candles(20), STAMPS[:20], STAMPS[20:24], 4, **kwargs)
+
+
+def test_a_passed_deadline_stops_decoding(predictor: KronosPredictor) -> None:
+    with pytest.raises(TimeoutError, match="deadline after 0 of 4 bars"):
+        predictor.forecast(
+            candles(20), STAMPS[:20], STAMPS[20:24], 4, deadline=time.monotonic() - 1
+        )
+    on_time = predictor.forecast(
+        candles(20), STAMPS[:20], STAMPS[20:24], 4, deadline=time.monotonic() + 60
+    )
+    assert on_time.paths.shape == (1, 4, 6)
 
 
 def test_pred_len_beyond_the_window_is_refused(predictor: KronosPredictor) -> None:
