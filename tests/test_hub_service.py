@@ -1,9 +1,11 @@
 """The service with its default repo ids, loading from an offline hub cache laid out like
 huggingface_hub's: /models and every forecast name the commit shas of the weights; a revision
-that is not cached fails kronos mode and makes auto mode fall back, naming the repo."""
+that is not cached fails kronos mode and makes auto mode fall back, naming the repo. Once through
+the Flask app, once through a real gunicorn configured only by environment variables."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -11,12 +13,14 @@ from flask.testing import FlaskClient
 
 from app import create_app
 from app.settings import Settings
+from benchmarks.live_server import LiveServer, request
 from kronos_integration.registry import DEFAULT_MODEL_ID, DEFAULT_TOKENIZER_ID, ModelLoadError
 from tests.hub_fixtures import build_hub_cache, fake_sha, point_hub_at
 
 MODEL_SHA = fake_sha("service-model")
 TOKENIZER_SHA = fake_sha("service-tokenizer")
 SEED_REQUEST = {"isin": "US67066G1040", "horizon_days": 2, "sample_count": 2, "seed": 3}
+TOKEN = "hf_serviceTestSecret0123456789abcd"
 
 
 @pytest.fixture
@@ -65,10 +69,34 @@ def test_uncached_revision_fails_kronos_mode_naming_the_repo(hf_home: Path) -> N
 
 
 def test_uncached_revision_makes_auto_mode_fall_back_with_the_reason(hf_home: Path) -> None:
-    token = "hf_serviceTestSecret0123456789abcd"
-    settings = Settings(mode="auto", model_revision="v9", hf_token=token)
+    settings = Settings(mode="auto", model_revision="v9", hf_token=TOKEN)
     models = loaded_client(settings).get("/models").get_json()
     assert models["serving"] == "simulated"
     reason = models["fallback_reason"]
     assert DEFAULT_MODEL_ID in reason and "'v9'" in reason and "not in the cache" in reason
-    assert token not in str(models)
+    assert TOKEN not in str(models)
+
+
+@pytest.mark.slow
+def test_gunicorn_serves_the_default_repos_from_an_offline_cache(hf_home: Path) -> None:
+    env = {
+        "HF_HOME": str(hf_home),
+        "HF_HUB_OFFLINE": "1",
+        "HF_TOKEN": TOKEN,
+        "KRONOS_MODE": "kronos",
+        "KRONOS_MODEL_ID": "",  # empty: the defaults, whatever the outer environment says
+        "KRONOS_TOKENIZER_ID": "",
+        "KRONOS_MODEL_REVISION": MODEL_SHA,
+        "KRONOS_ALLOW_SYNTHETIC_HISTORY": "1",
+        "KRONOS_TORCH_THREADS": "1",
+    }
+    with LiveServer(env, hf_home / "gunicorn.log", workers=1) as server:
+        status, _, body = request(server.port, "GET", "/models")
+        models = json.loads(body)
+        assert status == 200 and models["serving"] == "kronos"
+        assert (models["model"]["id"], models["model"]["sha"]) == (DEFAULT_MODEL_ID, MODEL_SHA)
+        assert models["tokenizer"]["sha"] == TOKENIZER_SHA
+        status, _, body = request(server.port, "POST", "/predict", SEED_REQUEST)
+        assert status == 200 and json.loads(body)["metadata"]["model_revision"] == MODEL_SHA
+    log = server.log_text()
+    assert MODEL_SHA in log and TOKEN not in log  # the load was logged, the token never
