@@ -59,7 +59,7 @@ class Settings:
     host: str = "0.0.0.0"
     port: int = 5001
     workers: int = 2
-    threads: int = 4
+    threads: int = 8
     timeout_s: int = 120
     graceful_timeout_s: int = 30
     torch_threads: int = 1
@@ -123,7 +123,7 @@ class Settings:
                 "KRONOS_GRACEFUL_TIMEOUT", cls.graceful_timeout_s, minimum=1
             ),
             torch_threads=read.integer(
-                "KRONOS_TORCH_THREADS", max(1, (os.cpu_count() or 1) // workers), minimum=1
+                "KRONOS_TORCH_THREADS", max(1, usable_cores() // workers), minimum=1
             ),
             max_body_bytes=read.integer("KRONOS_MAX_BODY_BYTES", cls.max_body_bytes, minimum=1024),
             max_candles=read.integer("KRONOS_MAX_CANDLES", cls.max_candles, minimum=32),
@@ -146,6 +146,13 @@ class Settings:
             ),
             log_level=read.choice("KRONOS_LOG_LEVEL", cls.log_level, LOG_LEVELS, upper=True),
         )
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, as a container's cpuset sets it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 class _Reader:

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from app.settings import Settings, SettingsError
+from app.settings import Settings, SettingsError, usable_cores
 
 TOKEN = "hf_settingsTestSecret123"
 
@@ -14,7 +14,7 @@ def test_defaults_match_the_documented_ones():
     assert settings.model_id == "NeoQuasar/Kronos-small"
     assert settings.tokenizer_id == "NeoQuasar/Kronos-Tokenizer-base"
     assert (settings.max_context, settings.clip) == (512, 5.0)
-    assert settings.torch_threads >= 1
+    assert settings.torch_threads == max(1, usable_cores() // settings.workers)
 
 
 def test_values_are_read_and_normalised(tmp_path):
