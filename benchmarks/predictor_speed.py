@@ -109,10 +109,12 @@ def main() -> None:
     def reference(lookback: int, pred_len: int, samples: int) -> Callable[[], object]:
         x_ts, y_ts = stamps[:lookback], stamps[lookback : lookback + pred_len]
         series = prepare_series(synthetic_candles(lookback), x_ts, y_ts, pred_len, 5.0)
-        tensors = [
+        x, x_stamp, y_stamp = (
             torch.from_numpy(a)[None].to(device) for a in (series.x, series.x_stamp, series.y_stamp)
-        ]
-        return lambda: reference_paths(model, tokenizer, *tensors, pred_len, 512, SAMPLING, samples)
+        )
+        return lambda: reference_paths(
+            model, tokenizer, x, x_stamp, y_stamp, pred_len, 512, SAMPLING, samples
+        )
 
     cases = [(r, *REGIMES[r], s) for r in args.regimes for s in args.samples]
     cached(400, 2, 1)()  # warm-up: first-call allocations and kernel selection
