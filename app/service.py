@@ -82,9 +82,9 @@ class ForecastService:
             started = time.perf_counter()
             if self.settings.mode == "simulated":
                 self._use_simulator(None)
+                self._warm_up()
             else:
                 self._load_kronos_or_fall_back()
-            self._warm_up()
             if self._forecaster is not None and self.serving is not None:
                 self._forecaster = GuardedForecaster(self._forecaster, self.serving)
             self.load_seconds = time.perf_counter() - started
@@ -102,6 +102,7 @@ class ForecastService:
         device = resolve_device(self.settings.device)
         try:
             self._use_kronos(device)
+            self._warm_up()
         except Exception as error:
             if self.settings.mode == "kronos":
                 raise
@@ -110,7 +111,9 @@ class ForecastService:
                 "auto mode: the Kronos model could not be loaded (%s); serving the simulator",
                 reason,
             )
+            self.artifacts = None
             self._use_simulator(reason)
+            self._warm_up()
 
     def _use_kronos(self, device: torch.device) -> None:
         from kronos_integration.predictor import KronosPredictor

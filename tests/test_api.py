@@ -514,6 +514,25 @@ def test_kronos_mode_load_failure_raises(tmp_path):
     assert app.test_client().get("/health/ready").status_code == 503
 
 
+def test_auto_mode_falls_back_when_the_warm_up_forecast_fails(tiny_checkpoints, monkeypatch):
+    from kronos_integration.predictor import KronosPredictor
+
+    def broken_forecast(self, *args, **kwargs):
+        raise RuntimeError("kernel exploded")
+
+    monkeypatch.setattr(KronosPredictor, "forecast", broken_forecast)
+    model_dir, tokenizer_dir = tiny_checkpoints
+    specs = {"model_id": str(model_dir), "tokenizer_id": str(tokenizer_dir)}
+    service = create_app(Settings(mode="auto", **specs)).extensions["kronos.service"]
+    service.load()
+    assert service.serving == "simulated" and service.artifacts is None
+    assert "kernel exploded" in service.fallback_reason
+    strict = create_app(Settings(mode="kronos", **specs)).extensions["kronos.service"]
+    with pytest.raises(RuntimeError, match="kernel exploded"):
+        strict.load()
+    assert not strict.ready
+
+
 def test_a_cuda_device_that_is_not_there_is_a_start_up_error(tiny_checkpoints):
     from app.settings import SettingsError
 
