@@ -182,7 +182,11 @@ def resolve_history(
         for suffix in (".csv", ".parquet"):
             path = data_dir / f"{isin}{suffix}"
             if path.is_file():
-                return History(validate_candles(read_history_file(path)), "data_dir")
+                try:
+                    return History(validate_candles(read_history_file(path)), "data_dir")
+                except ValueError as error:
+                    message = str(error).removeprefix(f"{path.name}: ")
+                    raise ValueError(f"KRONOS_DATA_DIR/{path.name}: {message}") from None
     if allow_synthetic:
         last_day = (pd.Timestamp(today or date.today()) - pd.offsets.BDay(1)).date()
         return History(validate_candles(synthetic_history(isin, end=last_day)), "synthetic")

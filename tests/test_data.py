@@ -129,7 +129,12 @@ def test_parquet_file_is_read(tmp_path):
 
 def test_bad_file_raises_value_error(tmp_path):
     make_candles(50).to_csv(tmp_path / f"{ISIN}.csv", index=False)
-    with pytest.raises(ValueError, match="timestamp"):
+    with pytest.raises(ValueError, match=f"^KRONOS_DATA_DIR/{ISIN}.csv: needs a 'timestamp'"):
+        resolve_history(ISIN, None, data_dir=tmp_path, allow_synthetic=False)
+    frame = make_candles(50)
+    frame.iloc[3, 1] = -5.0
+    frame.reset_index().to_csv(tmp_path / f"{ISIN}.csv", index=False)
+    with pytest.raises(ValueError, match=rf"^KRONOS_DATA_DIR/{ISIN}.csv: candles\[3\]\.high"):
         resolve_history(ISIN, None, data_dir=tmp_path, allow_synthetic=False)
 
 
