@@ -1,6 +1,6 @@
 """Load benchmark: a real gunicorn (simulated mode) driven by a bounded pool of client threads.
 
-    python -m benchmarks.load [--clients 16] [--seconds 30] [--workers 2] [--threads 4]
+    python -m benchmarks.load [--clients 16] [--seconds 30] [--workers 2] [--threads 8]
 
 Each client thread sends the seed's request (``POST /predict``) back to back on fresh loopback
 connections for the given time. Prints latency percentiles, throughput and counts by status, then
@@ -28,9 +28,10 @@ ACCEPTED_STATUSES = frozenset({200, 429})
 
 @dataclass
 class LoadResult:
-    """What the clients saw: per-request latencies (s) of answered requests and status counts."""
+    """What the clients saw: latencies (s) of 200s and of 429s, counts by status, failures."""
 
     latencies_s: list[float] = field(default_factory=list)
+    refused_latencies_s: list[float] = field(default_factory=list)
     statuses: Counter[int] = field(default_factory=Counter)
     failures: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -40,6 +41,8 @@ class LoadResult:
             self.statuses[status] += 1
             if status == 200:
                 self.latencies_s.append(seconds)
+            elif status == 429:
+                self.refused_latencies_s.append(seconds)
 
     def fail(self, error: Exception) -> None:
         with self.lock:
@@ -69,11 +72,14 @@ def drive(port: int, clients: int, seconds: float, body: dict[str, object]) -> L
     return result
 
 
-def percentile(values: list[float], share: float) -> float:
-    """The ``share`` quantile (0..1) of ``values`` by the inclusive method; NaN when empty."""
-    if len(values) < 2:
-        return values[0] if values else float("nan")
-    return statistics.quantiles(values, n=100, method="inclusive")[round(share * 100) - 1]
+def percentile_ms(values_s: list[float], share: float) -> float | None:
+    """The ``share`` quantile (0..1) of ``values_s`` in ms (inclusive method); None when empty."""
+    if not values_s:
+        return None
+    if len(values_s) == 1:
+        return round(values_s[0] * 1000, 1)
+    cuts = statistics.quantiles(values_s, n=100, method="inclusive")
+    return round(cuts[round(share * 100) - 1] * 1000, 1)
 
 
 def summarise(result: LoadResult, seconds: float, clients: int, workers: int) -> dict[str, object]:
@@ -88,9 +94,10 @@ def summarise(result: LoadResult, seconds: float, clients: int, workers: int) ->
         "requests": answered,
         "throughput_rps": round(answered / seconds, 1),
         "ok_rps": round(len(latencies) / seconds, 1),
-        "p50_ms": round(percentile(latencies, 0.50) * 1000, 1),
-        "p95_ms": round(percentile(latencies, 0.95) * 1000, 1),
-        "p99_ms": round(percentile(latencies, 0.99) * 1000, 1),
+        "p50_ms": percentile_ms(latencies, 0.50),
+        "p95_ms": percentile_ms(latencies, 0.95),
+        "p99_ms": percentile_ms(latencies, 0.99),
+        "refused_p50_ms": percentile_ms(result.refused_latencies_s, 0.50),
         "statuses": {str(code): count for code, count in sorted(result.statuses.items())},
         "failures": dict(result.failures),
     }
@@ -101,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker")
+    parser.add_argument("--threads", type=int, default=8, help="gunicorn threads per worker")
     parser.add_argument("--max-inflight", type=int, default=4, help="KRONOS_MAX_INFLIGHT")
     args = parser.parse_args(argv)
 
@@ -121,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         f"on {args.workers} workers x {args.threads} threads: "
         f"{summary['throughput_rps']} req/s; 200s p50 {summary['p50_ms']} ms, "
         f"p95 {summary['p95_ms']} ms, p99 {summary['p99_ms']} ms; "
+        f"429s p50 {summary['refused_p50_ms']} ms; "
         f"statuses {summary['statuses']}; failures {summary['failures']}"
     )
     print(json.dumps(summary))
