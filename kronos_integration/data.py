@@ -220,7 +220,8 @@ def future_grid(timestamps: pd.DatetimeIndex, horizon_days: int) -> FutureGrid:
 
     Daily bars: one bar per following trading day at the last bar's time of day. Intraday bars:
     the rest of the last bar's session, then whole sessions whose bar times are the times of day
-    seen in the history. Trading days are Monday–Friday unless the history has weekend bars.
+    seen in the history (on at least two days). Trading days are Monday–Friday unless the
+    history has weekend bars.
     """
     if horizon_days < 1:
         raise ValueError("horizon_days must be at least 1")
@@ -232,13 +233,22 @@ def future_grid(timestamps: pd.DatetimeIndex, horizon_days: int) -> FutureGrid:
         offset = last - last.normalize()
         stamps = [day + offset for day in days]
         return FutureGrid(pd.DatetimeIndex(stamps, name="timestamp"), tuple(range(horizon_days)))
-    session = sorted(set(index - index.normalize()))
+    session = _session_times(index)
     stamps = [last.normalize() + t for t in session if t > last - last.normalize()]
     day_ends = []
     for day in days:
         stamps.extend(day + t for t in session)
         day_ends.append(len(stamps) - 1)
     return FutureGrid(pd.DatetimeIndex(stamps, name="timestamp"), tuple(day_ends))
+
+
+def _session_times(index: pd.DatetimeIndex) -> list[pd.Timedelta]:
+    """The bar times of a session: times of day seen on at least two days (so a stray bar does
+    not add a slot to every future session), or every time seen when the history spans one day."""
+    times = pd.Series(index.normalize(), index=index - index.normalize())
+    days_per_time = times.groupby(level=0).nunique()
+    needed = min(2, int(days_per_time.max()))
+    return sorted(days_per_time.index[days_per_time >= needed])
 
 
 def _following_days(start: pd.Timestamp, count: int, weekdays: set[int]) -> list[pd.Timestamp]:

@@ -200,6 +200,16 @@ def test_intraday_grid_from_a_session_end_starts_next_business_day():
     assert len(grid.timestamps) == 7
 
 
+def test_a_stray_bar_does_not_add_a_slot_to_every_future_session():
+    times = [f"2025-03-0{d} {h:02d}:00" for d in (5, 6, 7) for h in range(10, 17)]
+    index = pd.DatetimeIndex(sorted([*times, "2025-03-06 18:30"]))  # one after-hours print
+    grid = future_grid(index, 2)
+    assert len(grid.timestamps) == 2 * 7
+    assert all(t.hour <= 16 for t in grid.timestamps)
+    one_day = pd.date_range("2025-03-07 09:30", periods=40, freq="5min")
+    assert len(future_grid(one_day, 1).timestamps) == 40  # one day seen: every time counts
+
+
 def test_bars_longer_than_a_day_are_refused():
     index = pd.date_range("2024-01-05", periods=40, freq="W-FRI")
     with pytest.raises(ValueError, match="longer than one day"):
