@@ -2,7 +2,8 @@
 
 Confidence of a day is `1 / (1 + 10 * (P90 - P10) / P50)` over the sample closes of that day's last
 bar: 1 when every sample path agrees, 0.5 when the 80 % band is 10 % of the median wide, falling
-towards 0 as the spread widens. With one sample there is no spread to measure and it is null.
+towards 0 as the spread widens (0 when the median is not above zero). With one sample there is no
+spread to measure and it is null.
 """
 
 from __future__ import annotations

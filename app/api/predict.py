@@ -18,7 +18,7 @@ blp = Blueprint("predict", __name__, description="Price forecasts for one ISIN o
 
 
 @blp.route("/predict", methods=["POST"])
-@blp.arguments(PredictRequestSchema)
+@blp.arguments(PredictRequestSchema, example={"isin": "US67066G1040", "horizon_days": 5})
 @blp.response(200, PredictResponseSchema)
 @documents_problems(blp, 400, 401, 404, 413, 429, 503, 504)
 def predict(request: dict[str, Any]) -> dict[str, Any]:
