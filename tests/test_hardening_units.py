@@ -375,3 +375,51 @@ def test_secret_redaction_masks_messages_and_tracebacks():
 def test_logging_config_rejects_an_unknown_format():
     with pytest.raises(ValueError, match="log format"):
         log_format.logging_config("xml")
+
+
+# --- wiring into the real service ------------------------------------------------------------
+
+
+def loaded_service_app(**overrides: object) -> Flask:
+    from app import create_app
+    from app.settings import Settings
+
+    app = create_app(Settings(mode="simulated", **overrides))  # type: ignore[arg-type]
+    app.extensions["kronos.service"].load()
+    return app
+
+
+def test_the_service_forecasts_are_counted_by_mode_samples_and_bars():
+    client = loaded_service_app().test_client()
+    answer = client.post(
+        "/predict", json={"isin": "US0378331005", "horizon_days": 3, "sample_count": 5}
+    )
+    assert answer.status_code == 200
+    bars = answer.get_json()["metadata"]["prediction_periods"]
+    assert metric_value(client, 'kronos_inference_duration_seconds_count{mode="simulated"}') == 1
+    assert metric_value(client, 'kronos_forecast_samples_total{mode="simulated"}') == 5
+    assert metric_value(client, 'kronos_forecast_bars_total{mode="simulated"}') == 5 * bars
+
+
+def test_the_service_forecasts_run_under_the_time_budget():
+    client = loaded_service_app(request_timeout_s=1e-6).test_client()
+    overrun = client.post("/predict", json={"isin": "US0378331005", "horizon_days": 3})
+    body = assert_problem(overrun, 504)
+    assert "KRONOS_REQUEST_TIMEOUT_S" in body["detail"]
+    batch = client.post(
+        "/predict/batch", json={"items": [{"isin": "US0378331005", "horizon_days": 1}] * 2}
+    )
+    assert [item["status"] for item in batch.get_json()["results"]] == [504, 504]
+    assert client.get("/health").status_code == 200
+
+
+def test_strict_json_names_what_it_refuses():
+    client = loaded_service_app().test_client()
+    cases = {
+        b'{"isin": "US0378331005", "horizon_days": 3, "horizon_days": 4}': "more than once",
+        b'{"isin": "US0378331005", "horizon_days": 3, "temperature": NaN}': "NaN",
+        b'{"isin": ' + b"[" * 50_000 + b"]" * 50_000 + b"}": "nested too deeply",
+    }
+    for payload, reason in cases.items():
+        refused = client.post("/predict", data=payload, content_type="application/json")
+        assert reason in assert_problem(refused, 400)["detail"]
