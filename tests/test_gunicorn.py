@@ -83,14 +83,18 @@ def test_each_worker_loads_its_own_model(tmp_path, tiny_checkpoints):
     assert answer["model"] == "kronos" and answer["metadata"]["worker_pid"] in workers
 
 
-def test_ready_only_after_loading_and_auto_fallback_says_why(tmp_path, black_hole_hub):
+def test_ready_only_after_a_long_load_and_auto_fallback_says_why(tmp_path, black_hole_hub):
     env = {
         "KRONOS_MODE": "auto",
         "KRONOS_TORCH_THREADS": "1",
         "HF_ENDPOINT": black_hole_hub,
         "HF_HOME": str(tmp_path / "hf-home"),
         "HF_HUB_OFFLINE": "0",
-        "KRONOS_HUB_TIMEOUT_S": "2",
+        "KRONOS_HUB_TIMEOUT_S": "3",
+        # Loading (>= 3 s against the silent hub) outlasts gunicorn's worker timeout: the loading
+        # worker's heartbeat must keep the master from killing it.
+        "KRONOS_TIMEOUT": "2",
+        "KRONOS_REQUEST_TIMEOUT_S": "1",
     }
     server = LiveServer(env, tmp_path / "gunicorn.log", workers=2)
     answers: list[tuple[float, int, dict]] = []
@@ -124,7 +128,8 @@ def test_ready_only_after_loading_and_auto_fallback_says_why(tmp_path, black_hol
     for info in workers.values():
         assert info["serving"] == "simulated"
         assert "NeoQuasar/Kronos-small" in info["fallback_reason"]
-        assert info["load_seconds"] >= 2  # it waited out the silent hub, then fell back
+        assert info["load_seconds"] >= 3  # it waited out the silent hub, then fell back
+    assert "WORKER TIMEOUT" not in server.log_text()
     assert status == 200
     answer = json.loads(body)
     assert answer["model"] == "simulated"
