@@ -51,7 +51,10 @@ class JsonFormatter(logging.Formatter):
 
 
 class RedactSecrets(logging.Filter):
-    """Replaces every configured secret in a record's message and traceback with ``***``."""
+    """Replaces every configured secret in a record's message, extra fields and traceback.
+
+    Extra fields matter: a client may send a key as its ``X-Request-ID`` or as an ISIN.
+    """
 
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
@@ -69,6 +72,9 @@ class RedactSecrets(logging.Filter):
         masked = self._mask(message)
         if masked != message:
             record.msg, record.args = masked, None
+        for key, value in list(vars(record).items()):
+            if isinstance(value, str) and key not in _RECORD_ATTRIBUTES:
+                setattr(record, key, self._mask(value))
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:

@@ -2,8 +2,8 @@
 
 ``LiveServer`` runs ``gunicorn -c gunicorn.conf.py wsgi:app`` from the repository root exactly as
 ``make serve`` does, only bound to ``127.0.0.1:<free port>`` and with the environment the caller
-gives, then waits until ``/health/ready`` answers 200 repeatedly. Its output goes to a log file the
-caller can read afterwards (secret scans, JSON log checks).
+gives, then waits until each worker has answered ``/health/ready`` with 200. Its output goes to a
+log file the caller can read afterwards (secret scans, JSON log checks).
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ class LiveServer:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, ready_timeout_s: float = 120.0) -> LiveServer:
-        """Start gunicorn and wait until ``/health/ready`` answers 200 several times in a row."""
+        """Start gunicorn and wait until every worker answers ``/health/ready`` with 200."""
         command = [
             str(GUNICORN),
             "-c",
@@ -94,23 +94,26 @@ class LiveServer:
         return self
 
     def wait_ready(self, timeout_s: float) -> None:
-        """Poll ``/health/ready`` until enough consecutive 200s, or raise with the log's tail."""
+        """Poll ``/health/ready`` until every worker (told apart by ``worker_pid``) answered 200.
+
+        Raises with the log's tail if gunicorn exits or ``timeout_s`` passes first.
+        """
         deadline = time.monotonic() + timeout_s
-        successes = 0
-        while successes < 2 * self.workers:
+        ready_pids: set[int] = set()
+        while len(ready_pids) < self.workers:
             if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(
-                    f"gunicorn exited with {self.process.returncode}:\n{self.log_tail()}"
-                )
+                code = self.process.returncode
+                raise RuntimeError(f"gunicorn exited with {code}:\n{self.log_tail()}")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"service not ready after {timeout_s} s:\n{self.log_tail()}")
             try:
-                status, _, _ = request(self.port, "GET", "/health/ready", timeout_s=5)
+                status, _, body = request(self.port, "GET", "/health/ready", timeout_s=5)
             except OSError:
-                status = 0
-            successes = successes + 1 if status == 200 else 0
-            if status != 200:
-                time.sleep(0.2)
+                status, body = 0, b""
+            if status == 200:
+                ready_pids.add(int(json.loads(body)["worker_pid"]))
+            else:
+                time.sleep(0.1)
 
     def log_text(self) -> str:
         """Everything gunicorn and its workers wrote so far."""

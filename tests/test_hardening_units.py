@@ -363,13 +363,27 @@ def test_json_formatter_writes_one_parseable_line_with_extras_and_traceback():
     assert "RuntimeError" in line["exc"] and line["level"] == "ERROR"
 
 
-def test_secret_redaction_masks_messages_and_tracebacks():
+def test_secret_redaction_masks_messages_extra_fields_and_tracebacks():
     secret = "hf_SuperSecretToken123"
-    record = logging.getLogger("x").makeRecord(
-        "x", logging.WARNING, __file__, 1, "token %s rejected", (secret,), exc_info=None
-    )
+    try:
+        raise RuntimeError(f"hub refused {secret}")
+    except RuntimeError:
+        record = logging.getLogger("x").makeRecord(
+            "x",
+            logging.WARNING,
+            __file__,
+            1,
+            "token %s rejected",
+            (secret,),
+            exc_info=sys.exc_info(),
+            extra={"request_id": f"id-{secret}", "horizon_days": 5},
+        )
     log_format.RedactSecrets([secret, ""]).filter(record)
+    line = log_format.JsonFormatter().format(record)
+    assert secret not in line
     assert record.getMessage() == "token *** rejected"
+    assert json.loads(line)["request_id"] == "id-***"
+    assert "hub refused ***" in json.loads(line)["exc"]
 
 
 def test_logging_config_rejects_an_unknown_format():

@@ -118,6 +118,11 @@ def test_secrets_never_leave_the_service(server):
         seen.append(
             f"{method} {path} -> {status} {answer_headers} {payload.decode(errors='replace')}"
         )
+    # A client that sends a key as its request id or ISIN gets its own input back in the answer;
+    # the log must still not keep it.
+    for smuggled in ({"X-Request-ID": API_KEY_CANARIES[0]}, {}):
+        body = {"isin": API_KEY_CANARIES[1], "horizon_days": 1} if not smuggled else SEED_REQUEST
+        request(server.port, "POST", "/predict", body, headers={**key, **smuggled})
     transcript = "\n".join(seen)
     log = server.log_text()
     for secret in SECRETS:
