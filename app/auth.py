@@ -7,6 +7,7 @@ key all get the same 401 problem+json, so a caller learns nothing about which pa
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 from collections.abc import Sequence
@@ -22,12 +23,19 @@ OPEN_PATHS = frozenset({"/health", "/health/ready"})
 _SCHEME = "bearer"
 
 
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode("utf-8", errors="surrogateescape")).digest()
+
+
 class ApiKeys:
-    """The accepted keys, kept as bytes for :func:`hmac.compare_digest`; never shown in its repr."""
+    """The accepted keys, kept only as SHA-256 digests; never shown in its repr.
+
+    Comparing fixed-length digests with :func:`hmac.compare_digest` takes the same time whatever
+    the presented key's length or content.
+    """
 
     def __init__(self, keys: Sequence[str]) -> None:
-        cleaned = [key.strip() for key in keys if key.strip()]
-        self._keys = tuple(key.encode("utf-8") for key in cleaned)
+        self._keys = tuple(_digest(key.strip()) for key in keys if key.strip())
 
     def __bool__(self) -> bool:
         return bool(self._keys)
@@ -37,7 +45,7 @@ class ApiKeys:
 
     def accepts(self, presented: str) -> bool:
         """True when ``presented`` equals one of the keys; every key is compared, matched or not."""
-        candidate = presented.encode("utf-8", errors="surrogateescape")
+        candidate = _digest(presented)
         matched = False
         for key in self._keys:
             matched |= hmac.compare_digest(candidate, key)
