@@ -149,7 +149,9 @@ def test_kronos_mode_with_a_missing_model_stops_gunicorn(tmp_path):
         timeout=120,
     )
     log = finished.stdout + finished.stderr
-    assert finished.returncode == 3, log
+    # 3 is gunicorn's "worker failed to boot"; when both workers fail at the same moment, the
+    # arbiter's own halt meets the second failure and ends with status 1 and a traceback instead.
+    assert finished.returncode in (1, 3), log
     assert "cannot serve KRONOS_MODE=kronos" in log and str(missing) in log
 
 
