@@ -85,7 +85,7 @@ proc_name = "kronos"
 #       gauges are dropped when it exits. Set in the master before any worker imports
 #       prometheus_client, which reads the variable once, at import.
 
-WORKER_BOOT_ERROR = 3  # gunicorn's arbiter halts the server, exiting with this status
+WORKER_BOOT_ERROR = 3  # the arbiter halts with this status (1 when two workers fail at once)
 logger = logging.getLogger("kronos.gunicorn")
 
 
