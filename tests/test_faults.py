@@ -1,4 +1,5 @@
-"""Faults against a real gunicorn: killed worker, graceful stop, unreachable hub, corrupt file.
+"""Faults against a real gunicorn: overload, killed worker, graceful stop, unreachable hub, corrupt
+checkpoint.
 
 Every test starts the service as ``make serve`` does (``gunicorn -c gunicorn.conf.py wsgi:app``)
 on a free loopback port, with tiny checkpoints saved by ``tests/checkpoints.py`` where a model is
@@ -139,6 +140,27 @@ def test_killed_worker_is_respawned_reloads_its_model_and_service_keeps_answerin
         assert 'kronos_serving_mode_workers{mode="kronos"} 2.0' in metrics, (
             "child_exit must drop the dead worker from live gauges"
         )
+
+
+def test_overload_is_refused_at_once_with_retry_after_while_probes_answer(tmp_path):
+    env = {"KRONOS_MODE": "simulated", "KRONOS_MAX_INFLIGHT": "1", "KRONOS_THREADS": "8"}
+    with LiveServer(env, tmp_path / "gunicorn.log", workers=1) as server:
+        started = time.monotonic()
+        with Load(server.port, clients=12) as load:
+            refused_headers = None
+            probes = []
+            deadline = time.monotonic() + 30
+            while (refused_headers is None or len(probes) < 20) and time.monotonic() < deadline:
+                probes.append(request(server.port, "GET", "/health/ready")[0])
+                status, headers, _ = request(server.port, "POST", "/predict", SEED_REQUEST)
+                if status == 429:
+                    refused_headers = headers
+        seen = load.since(started)
+    assert refused_headers is not None, f"no 429 under 12 clients against 1 slot: {seen}"
+    assert refused_headers["Retry-After"] == "1"
+    assert refused_headers["Content-Type"] == "application/problem+json"
+    assert set(probes) == {200}, "probes are never refused"
+    assert seen[200] > 0 and set(seen) <= {200, 429}, seen
 
 
 def test_sigterm_lets_an_in_flight_request_finish_before_exit(tmp_path):
