@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import Flask, Response, request
+from flask import Flask, Response, g, request
 
 from app.errors import problem
 
@@ -47,14 +47,29 @@ def parse_strict(body: bytes) -> Any:
         raise StrictJSONError(f"{error.msg} at line {error.lineno} column {error.colno}") from None
 
 
+def strict_body() -> Any:
+    """This request's body through :func:`parse_strict`, parsed once and remembered on ``g``.
+
+    Raises :class:`StrictJSONError` (every time it is asked) for a body it refuses.
+    """
+    if "strict_body" not in g:
+        try:
+            g.strict_body = (parse_strict(request.get_data(cache=True)), None)
+        except StrictJSONError as refused:
+            g.strict_body = (None, refused)
+    value, refusal = g.strict_body
+    if refusal is not None:
+        raise refusal
+    return value
+
+
 def _check_body() -> Response | None:
     if request.method not in _BODY_METHODS or not request.is_json:
         return None
-    body = request.get_data(cache=True)
-    if not body.strip():
+    if not request.get_data(cache=True).strip():
         return None  # the schemas answer a missing body
     try:
-        parse_strict(body)
+        strict_body()
     except StrictJSONError as error:
         return problem(400, "Bad Request", f"The request body is not acceptable JSON: {error}.")
     return None

@@ -14,8 +14,11 @@ from collections.abc import Callable
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
+from app.json_guard import StrictJSONError, strict_body
+
 ACCESS_LOGGER = "kronos.access"
-# Request bodies up to this size are read again for the ISIN and horizon of the access line.
+# Request bodies up to this size are parsed (once, shared with app.json_guard) even when the
+# request was refused before its body was read, for the ISIN and horizon of the access line.
 _LOGGED_BODY_MAX_BYTES = 64 * 1024
 _MAX_FIELD_CHARS = 64
 
@@ -37,8 +40,8 @@ def _asked_for() -> dict[str, object]:
     if not request.is_json or length is None or length > _LOGGED_BODY_MAX_BYTES:
         return {}
     try:
-        body = request.get_json(silent=True)
-    except HTTPException:
+        body = strict_body()
+    except (StrictJSONError, HTTPException):
         return {}
     if not isinstance(body, dict):
         return {}

@@ -10,8 +10,8 @@ any work starts.
 deadline; past it the client gets 504 problem+json at once (in a batch, the item that ran out and
 those after it). A thread cannot be killed, so an overrunning forecast runs to its end in the
 background and keeps its in-flight slot until then: abandoned work still counts against
-:mod:`app.backpressure`'s bound. A gunicorn ``timeout``
-above the budget is the last line of defence against a worker that stops answering entirely.
+:mod:`app.backpressure`'s bound. A gunicorn ``timeout`` above the budget is the last line of
+defence against a worker that stops answering entirely.
 """
 
 from __future__ import annotations

@@ -433,6 +433,7 @@ def test_strict_json_names_what_it_refuses():
         b'{"isin": "US0378331005", "horizon_days": 3, "horizon_days": 4}': "more than once",
         b'{"isin": "US0378331005", "horizon_days": 3, "temperature": NaN}': "NaN",
         b'{"isin": ' + b"[" * 50_000 + b"]" * 50_000 + b"}": "nested too deeply",
+        b'{"isin": ' + b"[" * 20_000 + b"]" * 20_000 + b"}": "nested too deeply",  # < 64 KiB
     }
     for payload, reason in cases.items():
         refused = client.post("/predict", data=payload, content_type="application/json")
