@@ -29,6 +29,7 @@ from prometheus_client import (
 EXTENSION_KEY = "kronos.metrics"
 METRICS_PATH = "/metrics"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+_KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 # Seconds; from a cache-hot simulated answer (ms) to a long CPU Kronos run (a minute or more).
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -145,6 +146,11 @@ def _endpoint_label() -> str:
     return rule.rule if rule is not None else "<unmatched>"
 
 
+def _method_label() -> str:
+    """The HTTP method, or ``OTHER`` for a made-up one (a client may send any token)."""
+    return request.method if request.method in _KNOWN_METHODS else "OTHER"
+
+
 def _start_timer() -> None:
     g.metrics_started = time.perf_counter()
 
@@ -155,7 +161,7 @@ def _count_response(response: Response) -> Response:
         return response
     labels = {
         "endpoint": _endpoint_label(),
-        "method": request.method,
+        "method": _method_label(),
         "status": str(response.status_code),
     }
     metrics = get_metrics()

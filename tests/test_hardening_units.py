@@ -300,11 +300,16 @@ def test_requests_are_counted_by_route_template_method_and_status(client, gate):
     client.post("/predict", json={})
     client.post("/predict", json={})
     client.get("/no/such/path")
+    for invented in ("BREW", "X1", "X2"):
+        client.open("/predict", method=invented)
     text = client.get("/metrics").get_data(as_text=True)
     assert 'kronos_http_requests_total{endpoint="/predict",method="POST",status="200"} 2.0' in text
     assert (
         'kronos_http_requests_total{endpoint="<unmatched>",method="GET",status="404"} 1.0' in text
     )
+    assert 'kronos_http_requests_total{endpoint="<unmatched>",method="OTHER",status="405"} 3.0' in (
+        text
+    ), "made-up methods must not each make a new series"
     assert (
         "kronos_http_request_duration_seconds_count"
         '{endpoint="/predict",method="POST",status="200"} 2.0' in text
