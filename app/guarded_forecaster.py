@@ -13,7 +13,7 @@ from typing import Any
 from flask import current_app, has_app_context
 
 from app.metrics import EXTENSION_KEY as METRICS_KEY
-from app.time_budget import run_within_budget
+from app.time_budget import request_deadline, run_within_budget
 from kronos_integration.forecast import Forecast, Forecaster
 
 
@@ -25,7 +25,12 @@ class GuardedForecaster:
         self.mode = mode
 
     def forecast(self, *args: Any, **kwargs: Any) -> Forecast:
-        """``inner.forecast(*args, **kwargs)``; raises ``BudgetExceeded`` (504) if time runs out."""
+        """``inner.forecast(*args, **kwargs)``; raises ``BudgetExceeded`` (504) if time runs out.
+
+        The request's deadline is handed to the forecaster, so work the client will never see
+        stops at the deadline instead of holding its in-flight slot to the end.
+        """
+        kwargs.setdefault("deadline", request_deadline())
 
         def timed() -> Forecast:
             started = time.perf_counter()

@@ -69,6 +69,11 @@ def parse_request_start(value: str, now: float) -> float | None:
     return None
 
 
+def request_deadline() -> float | None:
+    """The current request's deadline as a ``time.monotonic()`` instant (``None`` outside one)."""
+    return g.get("deadline") if has_request_context() else None
+
+
 def remaining_s() -> float:
     """Seconds left of the current request's budget (``inf`` outside a budgeted request)."""
     deadline: float | None = g.get("deadline")
@@ -102,8 +107,10 @@ def _start_clock(budget_s: float) -> Response | None:
 def run_within_budget(work: Callable[[], T]) -> T:
     """Run ``work()`` in a helper thread and return its result, or raise :class:`BudgetExceeded`.
 
-    The thread sees the caller's Flask contexts and holds the request's in-flight slot until
-    ``work`` ends, even after the client got its 504. Outside a request ``work`` runs directly.
+        The thread sees the caller's Flask contexts and holds the request's in-flight slot until
+        ``work`` ends, even after the client got its 504 (forecasters given the request's deadline
+    stop early). A ``TimeoutError`` from ``work`` is a 504 too. Outside a request ``work`` runs
+    directly.
     """
     if not has_request_context():
         return work()
@@ -132,6 +139,9 @@ def run_within_budget(work: Callable[[], T]) -> T:
         get_metrics().rejected.labels(reason="deadline").inc()
         logger.warning("a forecast overran the %g s time budget; answering 504", budget_s)
         raise BudgetExceeded(budget_s)
+    if isinstance(outcome.get("error"), TimeoutError):  # the forecaster saw the deadline first
+        get_metrics().rejected.labels(reason="deadline").inc()
+        raise BudgetExceeded(budget_s) from outcome["error"]
     if "error" in outcome:
         raise outcome["error"]
     result: T = outcome["value"]

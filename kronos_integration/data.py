@@ -81,21 +81,22 @@ def validate_candles(frame: pd.DataFrame, *, min_bars: int = MIN_HISTORY_BARS) -
     missing = [c for c in PRICE_COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(f"candles: missing column(s) {', '.join(missing)}")
+    given = [c for c in CANDLE_COLUMNS if c in frame.columns]
     out = frame.reindex(columns=list(CANDLE_COLUMNS)).astype("float64")
+    # Check what the client sent before deriving anything from it.
+    given_values = out[given].to_numpy()
+    bad_rows, bad_cols = np.nonzero(~np.isfinite(given_values))
+    if bad_rows.size:
+        raise ValueError(f"candles[{bad_rows[0]}].{given[bad_cols[0]]}: NaN or infinite value")
+    too_large_rows, too_large_cols = np.nonzero(np.abs(given_values) > MAX_CANDLE_VALUE)
+    if too_large_rows.size:
+        column = given[too_large_cols[0]]
+        raise ValueError(f"candles[{too_large_rows[0]}].{column}: above {MAX_CANDLE_VALUE:g}")
     if "volume" not in frame.columns:
         out["volume"] = 0.0
     if "amount" not in frame.columns:
         out["amount"] = out["volume"] * out[list(PRICE_COLUMNS)].mean(axis=1)
     values = out.to_numpy()
-    bad_rows, bad_cols = np.nonzero(~np.isfinite(values))
-    if bad_rows.size:
-        raise ValueError(
-            f"candles[{bad_rows[0]}].{CANDLE_COLUMNS[bad_cols[0]]}: NaN or infinite value"
-        )
-    too_large_rows, too_large_cols = np.nonzero(np.abs(values) > MAX_CANDLE_VALUE)
-    if too_large_rows.size:
-        column = CANDLE_COLUMNS[too_large_cols[0]]
-        raise ValueError(f"candles[{too_large_rows[0]}].{column}: above {MAX_CANDLE_VALUE:g}")
     price_count = len(PRICE_COLUMNS)
     bad_rows, bad_cols = np.nonzero(values[:, :price_count] <= 0)
     if bad_rows.size:

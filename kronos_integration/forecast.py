@@ -75,6 +75,11 @@ class Forecaster(Protocol):
         top_p: float = 0.9,
         quantiles: Sequence[float] = DEFAULT_QUANTILES,
         seed: int | None = None,
+        deadline: float | None = None,
     ) -> Forecast:
-        """Forecast `pred_len` bars after the history `df` (rows indexed like `x_timestamp`)."""
+        """Forecast `pred_len` bars after the history `df` (rows indexed like `x_timestamp`).
+
+        `deadline` is a `time.monotonic()` instant; past it the forecaster gives up with
+        `TimeoutError` instead of finishing work nobody will receive.
+        """
         ...

@@ -10,6 +10,7 @@ gap, wick and log-volume spreads, so every path is a sequence of valid OHLCV bar
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -108,12 +109,17 @@ class StatisticalSimulator:
         top_p: float = 0.9,
         quantiles: Sequence[float] = DEFAULT_QUANTILES,
         seed: int | None = None,
+        deadline: float | None = None,
     ) -> Forecast:
         """Simulate `sample_count` paths of `pred_len` bars after `df`.
+
+        The simulation is one vectorised pass, so `deadline` is checked once, before it starts.
 
         Returns a Forecast whose `paths` is float64 (sample_count, pred_len, 6) in price units.
         Raises ValueError on bad candles, mismatched lengths, pred_len or sample_count < 1, T <= 0.
         """
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError("the simulation's deadline passed before it started")
         if pred_len < 1:
             raise ValueError(f"pred_len must be at least 1, got {pred_len}")
         if sample_count < 1:

@@ -13,6 +13,8 @@ import threading
 import time
 from collections.abc import Iterator
 
+import flask
+import pandas as pd
 import pytest
 from flask import Flask, jsonify
 from flask.testing import FlaskClient
@@ -443,3 +445,35 @@ def test_strict_json_names_what_it_refuses():
     for payload, reason in cases.items():
         refused = client.post("/predict", data=payload, content_type="application/json")
         assert reason in assert_problem(refused, 400)["detail"]
+
+
+def test_the_request_deadline_reaches_the_forecaster_and_its_timeout_is_a_504():
+    from app.guarded_forecaster import GuardedForecaster
+    from kronos_integration.simulator import StatisticalSimulator
+    from tests.candles import make_candles
+
+    class DeadlineSpy(StatisticalSimulator):
+        """The real simulator, remembering the deadline it was handed (a test spy)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: list[float | None] = []
+
+        def forecast(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            self.seen.append(kwargs.get("deadline"))
+            return super().forecast(*args, **kwargs)
+
+    history = make_candles(64)
+    future = pd.bdate_range(history.index[-1] + pd.Timedelta(days=1), periods=3)
+    spy = DeadlineSpy()
+    app = build_app(Gate())
+
+    @app.post("/too-late")
+    def too_late():  # type: ignore[no-untyped-def]
+        return jsonify(run_within_budget(lambda: (_ for _ in ()).throw(TimeoutError("late"))))
+
+    with app.test_request_context("/predict", method="POST"):
+        app.preprocess_request()
+        GuardedForecaster(spy, "simulated").forecast(history, history.index, future, 3)
+        assert spy.seen == [flask.g.deadline] and spy.seen[0] is not None
+    assert_problem(app.test_client().post("/too-late"), 504)
