@@ -31,8 +31,9 @@ def confidence(closes: np.ndarray) -> float | None:
 
 
 def quantile_key(level: float) -> str:
-    """The JSON key of a quantile level: 0.1 -> "0.1", 0.025 -> "0.025"."""
-    return f"{level:g}"
+    """The JSON key of a quantile level, its shortest exact spelling: 0.1 -> "0.1",
+    0.025 -> "0.025", 0.123456789 -> "0.123456789" (so distinct levels never share a key)."""
+    return repr(float(level))
 
 
 def daily_predictions(

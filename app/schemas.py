@@ -35,6 +35,12 @@ def _check_isin(value: str) -> None:
         raise ValidationError(str(error)) from None
 
 
+def _distinct_levels(levels: list[float]) -> None:
+    repeated = sorted({level for level in levels if levels.count(level) > 1})
+    if repeated:
+        raise ValidationError(f"the level {repeated[0]!r} appears more than once")
+
+
 def _over_limit(name: str, limit: int, variable: str) -> str:
     return f"at most {limit} {name} allowed ({variable}={limit})"
 
@@ -110,7 +116,7 @@ class PredictRequestSchema(Schema):
             allow_nan=False,
             validate=validate.Range(min=0, max=1, min_inclusive=False, max_inclusive=False),
         ),
-        validate=validate.Length(min=1),
+        validate=[validate.Length(min=1), _distinct_levels],
         load_default=lambda: list(DEFAULT_QUANTILES),
     )
     seed = fields.Integer(

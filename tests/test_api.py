@@ -151,6 +151,22 @@ def test_optional_request_fields(client):
     assert body["predictions"][-1]["quantiles"]["0.95"] == day_end["quantiles"]["0.95"]["close"]
 
 
+def test_every_requested_quantile_level_gets_its_own_key(client):
+    levels = [0.12345678, 0.123456789, 0.1, 0.1000000001]
+    body = client.post("/predict", json={**SEED_REQUEST, "quantiles": levels}).get_json()
+    assert body["metadata"]["quantiles"] == sorted(levels)
+    for day in body["predictions"]:
+        assert set(day["quantiles"]) == {repr(level) for level in levels}
+
+
+@pytest.mark.parametrize("levels", [[0.5, 0.5], [0.1, 0.9, 0.10000000000000001]])
+def test_a_repeated_quantile_level_is_refused(client, levels):
+    body = assert_problem(
+        client.post("/predict", json={**SEED_REQUEST, "quantiles": levels}), 422, "quantiles"
+    )
+    assert "more than once" in str(body["errors"]["quantiles"])
+
+
 def test_confidence_falls_as_the_spread_widens(client):
     def confidences(volatility: float) -> list[float]:
         request = with_candles(make_candles(200, volatility=volatility), sample_count=64, seed=2)
