@@ -7,8 +7,7 @@ checked against the app's `Settings`, and each error names the limit and its var
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from collections.abc import Set as AbstractSet
+from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
@@ -21,6 +20,8 @@ from kronos_integration.forecast import DEFAULT_QUANTILES
 from kronos_integration.isin import validate_isin
 
 MAX_SEED = 2**32 - 1
+# Below this, logits / T overflows float32 (or T rounds to 0) and sampling has no distribution.
+MIN_TEMPERATURE = 0.01
 
 
 def _settings() -> Settings:
@@ -102,8 +103,9 @@ class PredictRequestSchema(Schema):
     )
     temperature = fields.Float(
         allow_nan=False,
-        validate=validate.Range(min=0, max=10, min_inclusive=False),
+        validate=validate.Range(min=MIN_TEMPERATURE, max=10),
         load_default=1.0,
+        metadata={"description": "Sampling temperature, 0.01 … 10."},
     )
     top_p = fields.Float(
         allow_nan=False,
@@ -158,20 +160,23 @@ class PredictRequestSchema(Schema):
 
 
 class IsolatedItem(fields.Nested):
-    """A batch item: validated on its own, so a bad item becomes its own error, not the batch's."""
+    """A batch item: validated on its own, so a bad item (``null`` included) becomes its own
+    error, not the batch's."""
 
-    def _deserialize(
+    def deserialize(
         self,
         value: Any,
-        attr: str | None,
-        data: Mapping[str, Any] | None,
-        partial: bool | Sequence[str] | AbstractSet[str] | None = None,
+        attr: str | None = None,
+        data: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> Any:
         try:
-            return super()._deserialize(value, attr, data, partial, **kwargs)
+            return super().deserialize(value, attr, data, **kwargs)
         except ValidationError as error:
-            return InvalidItem(error.normalized_messages())
+            messages = error.normalized_messages()
+            if not isinstance(messages, dict):  # a whole-item message, such as for null
+                messages = {"_schema": messages}
+            return InvalidItem(messages)
 
 
 class InvalidItem:

@@ -215,6 +215,11 @@ class ForecastService:
             grid = future_grid(history.timestamps, horizon)
         except ValueError as error:
             raise _unprocessable("candles", str(error)) from None
+        if grid.timestamps[-1].year > dt.MAXYEAR:
+            raise _unprocessable(
+                "candles",
+                f"the forecast would run past the year {dt.MAXYEAR}; check the timestamps",
+            )
         pred_len = len(grid.timestamps)
         limit = self.settings.max_prediction_bars
         if pred_len > limit:

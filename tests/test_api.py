@@ -213,6 +213,22 @@ def test_default_lookback_leaves_room_for_the_horizon(settings):
     assert body["metadata"]["max_context"] == 64
 
 
+@pytest.mark.parametrize("mode", ["kronos"], indirect=True)
+def test_the_smallest_temperature_allowed_is_one_the_model_can_sample_with(client):
+    request = with_candles(make_candles(60), sample_count=2, seed=3)
+    assert client.post("/predict", json={**request, "temperature": 0.01}).status_code == 200
+    for too_small in (1e-300, 0.0099):
+        response = client.post("/predict", json={**request, "temperature": too_small})
+        assert_problem(response, 422, "temperature")
+
+
+def test_a_forecast_past_the_year_9999_is_refused_not_a_500(client):
+    history = make_candles(60, start="9999-10-01")
+    response = client.post("/predict", json=with_candles(history, horizon_days=30))
+    body = assert_problem(response, 422, "candles")
+    assert "9999" in body["detail"]
+
+
 # Errors: every one is problem+json naming the field.
 
 
@@ -465,6 +481,15 @@ def test_batch_answers_item_by_item(client):
     assert "too little history" in results[2]["error"]["detail"]
     single = client.post("/predict", json=items[0]).get_json()
     assert results[0]["result"]["predictions"] == single["predictions"]
+
+
+def test_a_null_or_odd_batch_item_gets_its_own_error(client):
+    items = [{**SEED_REQUEST, "seed": 1, "sample_count": 2}, None, 5, "US67066G1040", []]
+    response = client.post("/predict/batch", json={"items": items})
+    assert response.status_code == 200, response.get_json()
+    results = response.get_json()["results"]
+    assert [r["status"] for r in results] == [200, 422, 422, 422, 422]
+    assert all(r["error"]["errors"] for r in results[1:])
 
 
 @pytest.mark.parametrize(
