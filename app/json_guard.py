@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from flask import Flask, Response, g, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from app.errors import problem
 
@@ -47,14 +48,29 @@ def parse_strict(body: bytes) -> Any:
         raise StrictJSONError(f"{error.msg} at line {error.lineno} column {error.colno}") from None
 
 
+def request_body() -> bytes:
+    """This request's body (cached), or :class:`RequestEntityTooLarge` when it is over the limit.
+
+    With a Content-Length werkzeug refuses an oversized body itself; a chunked body has none,
+    and werkzeug then stops reading at the limit and returns what it read, so a body that
+    reaches the limit is taken as one that went past it.
+    """
+    body = request.get_data(cache=True)
+    limit = request.max_content_length
+    if request.content_length is None and limit is not None and len(body) >= limit:
+        raise RequestEntityTooLarge()
+    return body
+
+
 def strict_body() -> Any:
     """This request's body through :func:`parse_strict`, parsed once and remembered on ``g``.
 
-    Raises :class:`StrictJSONError` (every time it is asked) for a body it refuses.
+    Raises :class:`StrictJSONError` (every time it is asked) for a body it refuses, and
+    :class:`RequestEntityTooLarge` for a chunked body over the limit.
     """
     if "strict_body" not in g:
         try:
-            g.strict_body = (parse_strict(request.get_data(cache=True)), None)
+            g.strict_body = (parse_strict(request_body()), None)
         except StrictJSONError as refused:
             g.strict_body = (None, refused)
     value, refusal = g.strict_body
@@ -66,7 +82,7 @@ def strict_body() -> Any:
 def _check_body() -> Response | None:
     if request.method not in _BODY_METHODS or not request.is_json:
         return None
-    if not request.get_data(cache=True).strip():
+    if not request_body().strip():
         return None  # the schemas answer a missing body
     try:
         strict_body()

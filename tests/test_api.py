@@ -4,6 +4,7 @@ Kronos checkpoints, auto falling back from a model folder that does not exist)."
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import logging
 import os
@@ -399,6 +400,21 @@ def test_body_over_the_limit_is_413():
     request = {**SEED_REQUEST, "candles": candle_records(make_candles(200))}
     body = assert_problem(app.test_client().post("/predict", json=request), 413)
     assert "4096" in body["detail"]
+
+
+def test_a_chunked_body_over_the_limit_is_413_not_a_truncated_400():
+    """Without Content-Length (chunked transfer), werkzeug stops reading at the limit and hands
+    back a truncated body; gunicorn marks such input as terminated, as set here."""
+    app = create_app(Settings(mode="simulated", max_body_bytes=4096))
+    app.extensions["kronos.service"].load()
+    request = json.dumps({**SEED_REQUEST, "candles": candle_records(make_candles(200))})
+    response = app.test_client().post(
+        "/predict",
+        input_stream=io.BytesIO(request.encode()),
+        headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert "4096" in assert_problem(response, 413)["detail"]
 
 
 @pytest.mark.parametrize(
