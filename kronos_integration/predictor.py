@@ -298,8 +298,10 @@ class KronosPredictor:
 class _DecodeRun:
     """The state of one batched generation: R = series × samples rows, series-major.
 
-    Row r holds its tokens left-aligned in `s1`/`s2` (R, L_max + pred_len) with `lengths[r]`
-    of them known; `stamps` (R, L_max + pred_len, 5) holds history then future time features.
+    Row r holds its tokens left-aligned in `s1`/`s2` (R, L_max + pred_len); `stamps`
+    (R, L_max + pred_len, 5) holds history then future time features. Which rows fit the window,
+    where each writes and how wide each window is are known in advance from the history lengths,
+    so they are planned on the host (numpy) and the decoding loop never waits on the device.
     """
 
     def __init__(
@@ -314,14 +316,13 @@ class _DecodeRun:
         self.max_context = predictor.max_context
         self.pred_len = pred_len
         self.samples = sample_count
-        device = predictor.device
-        self.device = device
-        history = torch.tensor([len(s.x) for s in series], device=device)
-        width = int(history.max()) + pred_len
+        self.device = device = predictor.device
+        lengths = np.array([len(s.x) for s in series])
+        self.width = int(lengths.max()) + pred_len
         n = len(series)
-        s1 = torch.zeros(n, width, dtype=torch.long, device=device)
+        s1 = torch.zeros(n, self.width, dtype=torch.long, device=device)
         s2 = torch.zeros_like(s1)
-        stamps = torch.zeros(n, width, 5, device=device)
+        stamps = torch.zeros(n, self.width, 5, device=device)
         for i, one in enumerate(series):
             length = len(one.x)
             x = torch.from_numpy(one.x).to(device)[None]  # (1, L, 6)
@@ -329,27 +330,38 @@ class _DecodeRun:
             s1[i, :length], s2[i, :length] = ids1[0], ids2[0]
             stamps[i, :length] = torch.from_numpy(one.x_stamp)
             stamps[i, length : length + pred_len] = torch.from_numpy(one.y_stamp)
-        self.history_lengths = history.repeat_interleave(sample_count)  # (R,)
+        self.history = lengths.repeat(sample_count)  # host (R,): tokens known before bar 0
         self._series_tokens = (s1, s2, stamps)  # per series, expanded after the prefill
         self.s1 = s1.repeat_interleave(sample_count, dim=0)
         self.s2 = s2.repeat_interleave(sample_count, dim=0)
         self.stamps = stamps.repeat_interleave(sample_count, dim=0)
-        self.capacity = min(self.max_context, int(history.max()) + pred_len)
+        self.capacity = min(self.max_context, self.width)
         self.cache: KVCache = self.model.new_cache(n, self.capacity)  # one row per series at first
         self.dep_keys = torch.empty(0)
         self.dep_values = torch.empty(0)
         self.rows = torch.arange(len(self.s1), device=device)
 
+    def _to_device(self, values: np.ndarray) -> torch.Tensor:
+        """A host array on the run's device, without waiting for queued device work."""
+        return torch.from_numpy(np.ascontiguousarray(values)).to(self.device, non_blocking=True)
+
+    def _key_mask(self, valid: np.ndarray) -> torch.Tensor | None:
+        """(R, 1, 1, K) mask of the first `valid[r]` keys per row, or None when all rows agree."""
+        if (valid == valid[0]).all():
+            return None
+        keys = np.arange(int(valid.max()))
+        return self._to_device(keys < valid[:, None])[:, None, None, :]
+
     # -- windows
     def _windows(
-        self, tokens: tuple[torch.Tensor, torch.Tensor, torch.Tensor], ends: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        self, tokens: tuple[torch.Tensor, torch.Tensor, torch.Tensor], ends: np.ndarray
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray]:
         """Right-padded windows of the last ≤ max_context tokens before `ends` (rows,)."""
         s1, s2, stamps = tokens
-        starts = (ends - self.max_context).clamp(min=0)
+        starts = np.maximum(ends - self.max_context, 0)
         widths = ends - starts
-        offsets = torch.arange(int(widths.max()), device=self.device)
-        index = (starts[:, None] + offsets).clamp(max=s1.shape[1] - 1)  # (rows, W)
+        index_host = np.minimum(starts[:, None] + np.arange(widths.max()), self.width - 1)
+        index = self._to_device(index_host)  # (rows, W)
         return (
             s1.gather(1, index),
             s2.gather(1, index),
@@ -362,7 +374,7 @@ class _DecodeRun:
 
     # -- one generated bar
     def step(self, step: int, params: SamplingParams, generator: torch.Generator | None) -> None:
-        ends = self.history_lengths + step  # tokens known per row
+        ends = self.history + step  # tokens known per row
         if step == 0:
             hidden_last, s2_context = self._prefill(ends)
         else:
@@ -370,47 +382,50 @@ class _DecodeRun:
         s1_next = sample_tokens(self.model.head(hidden_last), params, generator)  # (R, 1)
         s2_logits = self._s2_logits(hidden_last, s1_next, s2_context)
         s2_next = sample_tokens(s2_logits, params, generator)
-        self.s1[self.rows, ends] = s1_next[:, 0]
-        self.s2[self.rows, ends] = s2_next[:, 0]
+        write_at = self._to_device(ends)
+        self.s1[self.rows, write_at] = s1_next[:, 0]
+        self.s2[self.rows, write_at] = s2_next[:, 0]
 
-    def _prefill(self, ends: torch.Tensor) -> tuple[torch.Tensor, _S2Context]:
+    def _prefill(self, ends: np.ndarray) -> tuple[torch.Tensor, _S2Context]:
         """First bar: every series' window once, then its cache copied to its sample rows."""
-        series_ends = ends[:: self.samples]
-        s1, s2, stamps, widths = self._windows(self._series_tokens, series_ends)
+        s1, s2, stamps, widths = self._windows(self._series_tokens, ends[:: self.samples])
         self.cache.prefill()
         hidden = self.model.hidden_states(s1, s2, stamps, self.cache)  # (N, W, d)
         self.cache.repeat_rows(self.samples)
-        last = hidden[torch.arange(len(widths), device=self.device), widths - 1]  # (N, d)
+        last_index = self._to_device(widths - 1)
+        last = hidden[torch.arange(len(widths), device=self.device), last_index]  # (N, d)
         keys, values = self._dep_project(hidden)
         self.dep_keys = _alloc_like(keys, self.capacity).repeat_interleave(self.samples, 0)
         self.dep_values = _alloc_like(values, self.capacity).repeat_interleave(self.samples, 0)
         self.dep_keys[:, :, : keys.shape[2]] = keys.repeat_interleave(self.samples, 0)
         self.dep_values[:, :, : values.shape[2]] = values.repeat_interleave(self.samples, 0)
-        widths = widths.repeat_interleave(self.samples)
+        widths = widths.repeat(self.samples)
         return last.repeat_interleave(self.samples, 0), _S2Context(widths)
 
-    def _advance(self, ends: torch.Tensor) -> tuple[torch.Tensor, _S2Context]:
+    def _advance(self, ends: np.ndarray) -> tuple[torch.Tensor, _S2Context]:
         """Later bars: one cached token for rows whose window still fits, a recompute otherwise."""
         fits = ends <= self.max_context
         hidden_last = torch.empty(len(ends), self.model.d_model, device=self.device)
-        context = _S2Context(ends.clamp(max=self.capacity))
-        if bool(fits.any()):
-            positions = (ends - 1).clamp(max=self.capacity - 1)  # sliding rows: scratch slot
-            self.cache.step(positions)
+        context = _S2Context(np.minimum(ends, self.capacity))
+        if fits.any():
+            positions = np.minimum(ends - 1, self.capacity - 1)  # sliding rows: scratch slot
+            at = self._to_device(positions)
+            self.cache.step(at, int(positions.max()) + 1, self._key_mask(positions + 1))
             new = self.model.hidden_states(
-                self.s1[self.rows, positions][:, None],
-                self.s2[self.rows, positions][:, None],
-                self.stamps[self.rows, positions][:, None],
+                self.s1[self.rows, at][:, None],
+                self.s2[self.rows, at][:, None],
+                self.stamps[self.rows, at][:, None],
                 self.cache,
             )  # (R, 1, d)
             keys, values = self._dep_project(new)
-            self.dep_keys[self.rows, :, positions] = keys[:, :, 0]
-            self.dep_values[self.rows, :, positions] = values[:, :, 0]
+            self.dep_keys[self.rows, :, at] = keys[:, :, 0]
+            self.dep_values[self.rows, :, at] = values[:, :, 0]
             hidden_last[:] = new[:, 0]
-        if not bool(fits.all()):
-            sliding = torch.nonzero(~fits)[:, 0]
+        if not fits.all():
+            sliding_host = np.nonzero(~fits)[0]
+            sliding = self._to_device(sliding_host)
             tokens = (self.s1[sliding], self.s2[sliding], self.stamps[sliding])
-            s1, s2, stamps, _ = self._windows(tokens, ends[sliding])  # all max_context wide
+            s1, s2, stamps, _ = self._windows(tokens, ends[sliding_host])  # all max_context wide
             hidden = self.model.hidden_states(s1, s2, stamps)  # (S, C, d): the reference's pass
             hidden_last[sliding] = hidden[:, -1]
             context.recomputed = (sliding, *self._dep_project(hidden))
@@ -420,16 +435,12 @@ class _DecodeRun:
         self, hidden_last: torch.Tensor, s1_next: torch.Tensor, context: _S2Context
     ) -> torch.Tensor:
         key_len = int(context.widths.max())
-        mask = None
-        if not bool((context.widths == key_len).all()):
-            offsets = torch.arange(key_len, device=self.device)
-            mask = (offsets < context.widths[:, None])[:, None, None, :]
         logits = self.model.s2_logits_last(
             hidden_last,
             self.dep_keys[:, :, :key_len],
             self.dep_values[:, :, :key_len],
             s1_next,
-            mask,
+            self._key_mask(context.widths),
         )
         if context.recomputed is not None:
             rows, keys, values = context.recomputed
@@ -442,10 +453,11 @@ class _DecodeRun:
 
         Returns float32 (R, pred_len, 6), normalised.
         """
-        ends = self.history_lengths + self.pred_len
-        s1, s2, _, widths = self._windows((self.s1, self.s2, self.stamps), ends)
+        s1, s2, _, widths = self._windows(
+            (self.s1, self.s2, self.stamps), self.history + self.pred_len
+        )
         decoded = self.tokenizer.decode((s1, s2), half=True)  # (R, W, 6)
-        index = (widths - self.pred_len)[:, None] + torch.arange(self.pred_len, device=self.device)
+        index = self._to_device((widths - self.pred_len)[:, None] + np.arange(self.pred_len))
         paths = decoded.gather(1, index[..., None].expand(-1, -1, decoded.shape[-1]))
         return paths.float().cpu().numpy()
 
@@ -454,11 +466,11 @@ class _DecodeRun:
 class _S2Context:
     """Where the dependency layer's keys/values for this step come from.
 
-    `widths` (R,): valid cached keys per row; `recomputed`: rows whose window slid, with their
-    freshly projected keys and values.
+    `widths` (R,): valid cached keys per row (host); `recomputed`: rows whose window slid, with
+    their freshly projected keys and values.
     """
 
-    widths: torch.Tensor
+    widths: np.ndarray
     recomputed: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
 

@@ -112,15 +112,12 @@ class KVCache:
         self.positions = None
         self.key_mask = None
 
-    def step(self, positions: torch.Tensor) -> None:
-        """The next forward adds one token per row at `positions` (B,), each < capacity."""
+    def step(self, positions: torch.Tensor, key_len: int, key_mask: torch.Tensor | None) -> None:
+        """The next forward adds one token per row at `positions` (B,), each < `key_len` ≤
+        capacity; `key_mask` (B, 1, 1, key_len) marks each row's keys when rows differ."""
         self.positions = positions
-        self.key_len = int(positions.max()) + 1
-        if bool((positions == positions[0]).all()):
-            self.key_mask = None
-        else:
-            keys = torch.arange(self.key_len, device=positions.device)
-            self.key_mask = (keys <= positions[:, None])[:, None, None, :]
+        self.key_len = key_len
+        self.key_mask = key_mask
 
     def repeat_rows(self, repeats: int) -> None:
         """Repeat each row `repeats` times, in place: row r becomes rows r*repeats onwards."""
