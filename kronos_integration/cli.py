@@ -162,12 +162,17 @@ def run_push(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def run_predict(args: argparse.Namespace, settings: Settings) -> None:
+    if args.plot is not None and not args.plot.parent.is_dir():
+        raise UsageError(f"--plot {args.plot}: the folder {args.plot.parent} does not exist")
     try:
-        candles = validate_candles(read_history_file(args.csv)).iloc[-args.lookback :]
-        x_timestamps = pd.DatetimeIndex(candles.index)
-        y_timestamps = future_grid(x_timestamps, args.pred_len).timestamps[: args.pred_len]
+        history = validate_candles(read_history_file(args.csv))
+        # The grid comes from the whole file: a short lookback must not lose the session's times.
+        grid = future_grid(pd.DatetimeIndex(history.index), args.pred_len)
     except (OSError, ValueError) as error:
         raise UsageError(f"{args.csv}: {error}") from error
+    candles = history.iloc[-args.lookback :]
+    x_timestamps = pd.DatetimeIndex(candles.index)
+    y_timestamps = grid.timestamps[: args.pred_len]
     device = _device(args)
     model_spec, tokenizer_spec = _specs(args)
     loaded = load_artifacts(
@@ -177,10 +182,10 @@ def run_predict(args: argparse.Namespace, settings: Settings) -> None:
         token=settings.hf_token,
         hub_timeout_s=args.hub_timeout,
     )
-    predictor = KronosPredictor(
-        loaded.model, loaded.tokenizer, device, max_context=args.max_context, clip=args.clip
-    )
     try:
+        predictor = KronosPredictor(
+            loaded.model, loaded.tokenizer, device, max_context=args.max_context, clip=args.clip
+        )
         forecast = predictor.forecast(
             candles,
             x_timestamps,

@@ -217,3 +217,28 @@ def test_module_entry_point_runs(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert f"model: {DEFAULT_MODEL_ID} @ main" in result.stdout
     assert "loading will fail" in result.stdout
+
+
+def test_a_short_lookback_keeps_the_trading_grid_of_the_whole_file(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The last 40 bars all lie on one afternoon; the grid must still come from the whole file.
+    status, out, _ = run_cli(capsys, *PREDICT, *LOCAL, "--json", "--lookback", "40")
+    assert status == 0
+    stamps = [pd.Timestamp(bar["timestamp"]) for bar in json.loads(out)["bars"]]
+    golden = pd.read_csv(GOLDEN / "future_timestamps.csv")["timestamps"]
+    assert stamps == [pd.Timestamp(value) for value in golden.iloc[:4]]
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--plot", "/nonexistent-folder/forecast.png"], "/nonexistent-folder does not exist"),
+        (["--clip", "-1"], "clip"),
+    ],
+)
+def test_bad_predict_options_are_usage_errors(
+    capsys: pytest.CaptureFixture[str], option: list[str], message: str
+) -> None:
+    status, out, err = run_cli(capsys, *PREDICT, *LOCAL, *option)
+    assert status == 2 and message in err and out == ""
