@@ -1,4 +1,5 @@
-"""Strict JSON bodies: duplicate keys, NaN/Infinity literals and absurd nesting are refused (400).
+"""Strict JSON bodies: a body not declared JSON is refused (415); duplicate keys, NaN/Infinity
+literals and absurd nesting are refused (400).
 
 Python's ``json`` module silently keeps the last of duplicate keys, accepts ``NaN`` and
 ``Infinity``, and raises ``RecursionError`` (a 500) on a body nested a hundred thousand levels
@@ -17,6 +18,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from app.errors import problem
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_JSON = "application/json"
 
 
 class StrictJSONError(ValueError):
@@ -80,10 +82,17 @@ def strict_body() -> Any:
 
 
 def _check_body() -> Response | None:
-    if request.method not in _BODY_METHODS or not request.is_json:
-        return None
+    if request.method not in _BODY_METHODS or request.url_rule is None:
+        return None  # no body to read, or a 404/405 to answer
     if not request_body().strip():
         return None  # the schemas answer a missing body
+    if not request.is_json:
+        return problem(
+            415,
+            "Unsupported Media Type",
+            f"The request body must be JSON sent with 'Content-Type: {_JSON}'"
+            f" (got {request.mimetype or 'none'!r}).",
+        )
     try:
         strict_body()
     except StrictJSONError as error:
@@ -92,5 +101,6 @@ def _check_body() -> Response | None:
 
 
 def init_app(app: Flask) -> None:
-    """Refuse JSON bodies with duplicate keys, NaN/Infinity or runaway nesting."""
+    """Refuse bodies that are not declared JSON (415) and JSON bodies with duplicate keys,
+    NaN/Infinity or runaway nesting (400)."""
     app.before_request(_check_body)

@@ -344,12 +344,34 @@ def test_bad_requests_get_problem_json_naming_the_field(client, body, status, fi
     [
         ("{not json", "application/json", 400, None),
         ("", "application/json", 422, "isin"),
-        (json.dumps(SEED_REQUEST), "text/plain", 422, "isin"),
+        ("", None, 422, "isin"),
     ],
-    ids=["malformed", "empty", "wrong content type"],
+    ids=["malformed", "empty", "no body, no content type"],
 )
 def test_unparseable_bodies(client, data, content_type, status, field):
     assert_problem(client.post("/predict", data=data, content_type=content_type), status, field)
+
+
+@pytest.mark.parametrize("path", ["/predict", "/predict/batch"])
+@pytest.mark.parametrize(
+    ("data", "content_type"),
+    [
+        (json.dumps(SEED_REQUEST), "text/plain"),
+        (json.dumps(SEED_REQUEST), None),
+        ("isin=US67066G1040&horizon_days=5", "application/x-www-form-urlencoded"),
+    ],
+    ids=["text/plain", "no content type", "form"],
+)
+def test_a_body_that_is_not_declared_json_is_415_not_missing_fields(
+    client, path, data, content_type
+):
+    response = client.post(path, data=data, content_type=content_type)
+    assert "application/json" in assert_problem(response, 415)["detail"]
+
+
+def test_an_unknown_path_is_404_whatever_the_body(client):
+    assert_problem(client.post("/nowhere", data="{bad", content_type="application/json"), 404)
+    assert_problem(client.post("/nowhere", data="x", content_type="text/plain"), 404)
 
 
 def _refused_non_number(response, literal: str, *path: str) -> None:
@@ -623,8 +645,8 @@ def test_openapi_is_generated_from_the_schemas(client):
     }
     assert request_schema["additionalProperties"] is False
     responses = spec["paths"]["/predict"]["post"]["responses"]
-    assert {"200", "400", "404", "413", "422", "429", "503"} <= set(responses)
-    for status in ("400", "404", "413", "422"):
+    assert {"200", "400", "404", "413", "415", "422", "429", "503"} <= set(responses)
+    for status in ("400", "404", "413", "415", "422"):
         name = responses[status]["$ref"].rsplit("/", 1)[1]
         content = spec["components"]["responses"][name]["content"]
         assert content["application/problem+json"]["schema"]["$ref"].endswith("/Problem")
