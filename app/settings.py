@@ -93,6 +93,16 @@ class Settings:
                 f"more than KRONOS_REQUEST_TIMEOUT_S ({request_timeout_s:g})",
             )
         max_context = read.integer("KRONOS_MAX_CONTEXT", cls.max_context, minimum=2)
+        max_sample_count = read.integer("KRONOS_MAX_SAMPLE_COUNT", cls.max_sample_count, minimum=1)
+        default_sample_count = read.integer(
+            "KRONOS_SAMPLE_COUNT", cls.default_sample_count, minimum=1
+        )
+        if default_sample_count > max_sample_count:
+            raise SettingsError(
+                "KRONOS_SAMPLE_COUNT",
+                str(default_sample_count),
+                f"at most KRONOS_MAX_SAMPLE_COUNT ({max_sample_count})",
+            )
         return cls(
             mode=cast(Mode, read.choice("KRONOS_MODE", cls.mode, MODES)),
             device=read.matching(
@@ -107,9 +117,7 @@ class Settings:
             max_context=max_context,
             clip=read.number("KRONOS_CLIP", cls.clip),
             lookback=read.integer("KRONOS_LOOKBACK", cls.lookback, minimum=32),
-            default_sample_count=read.integer(
-                "KRONOS_SAMPLE_COUNT", cls.default_sample_count, minimum=1
-            ),
+            default_sample_count=default_sample_count,
             data_dir=read.directory("KRONOS_DATA_DIR"),
             allow_synthetic_history=read.flag(
                 "KRONOS_ALLOW_SYNTHETIC_HISTORY", cls.allow_synthetic_history
@@ -133,9 +141,7 @@ class Settings:
             max_prediction_bars=read.integer(
                 "KRONOS_MAX_PREDICTION_BARS", cls.max_prediction_bars, minimum=1
             ),
-            max_sample_count=read.integer(
-                "KRONOS_MAX_SAMPLE_COUNT", cls.max_sample_count, minimum=1
-            ),
+            max_sample_count=max_sample_count,
             max_quantiles=read.integer("KRONOS_MAX_QUANTILES", cls.max_quantiles, minimum=1),
             max_batch_items=read.integer("KRONOS_MAX_BATCH_ITEMS", cls.max_batch_items, minimum=1),
             max_inflight=read.integer("KRONOS_MAX_INFLIGHT", cls.max_inflight, minimum=1),

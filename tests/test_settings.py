@@ -65,6 +65,14 @@ def test_a_bad_value_names_its_variable(name, value):
     assert caught.value.variable == name
 
 
+def test_the_default_sample_count_must_respect_its_limit():
+    env = {"KRONOS_SAMPLE_COUNT": "100", "KRONOS_MAX_SAMPLE_COUNT": "64"}
+    with pytest.raises(SettingsError, match="KRONOS_MAX_SAMPLE_COUNT") as caught:
+        Settings.from_env(env)
+    assert caught.value.variable == "KRONOS_SAMPLE_COUNT"
+    assert Settings.from_env({**env, "KRONOS_SAMPLE_COUNT": "64"}).default_sample_count == 64
+
+
 def test_secrets_stay_out_of_the_repr(tmp_path):
     keys_file = tmp_path / "keys"
     keys_file.write_text("# comment\nfile-key-1\n\n")
