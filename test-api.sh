@@ -12,6 +12,12 @@ url="http://${host}:${port}/predict"
 
 echo "POST ${url}" >&2
 echo "${body}" >&2
-curl --silent --show-error --fail-with-body --max-time 120 \
-    -H 'Content-Type: application/json' -d "${body}" "${url}" \
-    | python3 -m json.tool
+# Pretty-print whatever came back (an answer or a problem document), then exit with curl's status:
+# 22 for an HTTP error, 7 when nothing listens, and so on.
+status=0
+answer="$(curl --silent --show-error --fail-with-body --max-time 120 \
+    -H 'Content-Type: application/json' -d "${body}" "${url}")" || status=$?
+if [[ -n "${answer}" ]]; then
+    printf '%s\n' "${answer}" | python3 -m json.tool
+fi
+exit "${status}"

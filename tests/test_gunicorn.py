@@ -183,3 +183,16 @@ def test_test_api_script_posts_the_seed_request(tmp_path):
     answer = json.loads(finished.stdout[finished.stdout.index("{") :])
     assert answer["isin"] == "US67066G1040" and len(answer["predictions"]) == 5
     assert Path(REPO_ROOT / "test-api.sh").stat().st_mode & 0o111
+
+
+def test_test_api_script_says_when_no_service_answers():
+    finished = subprocess.run(
+        ["bash", str(REPO_ROOT / "test-api.sh")],
+        env={**os.environ, "PORT": str(free_port())},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert finished.returncode != 0 and finished.stdout == ""
+    assert "Failed to connect" in finished.stderr
+    assert "Expecting value" not in finished.stderr  # no JSON parse error of an empty answer
