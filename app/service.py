@@ -43,7 +43,7 @@ from kronos_integration.simulator import StatisticalSimulator
 if TYPE_CHECKING:
     import torch
 
-    from kronos_integration.registry import LoadedArtifacts
+    from kronos_integration.registry import ArtifactSpec, LoadedArtifacts
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +66,7 @@ class ForecastService:
         self.load_seconds: float | None = None
         self.loaded_at: dt.datetime | None = None
         self.artifacts: LoadedArtifacts | None = None
+        self._artifact_infos: dict[str, dict[str, Any]] = {}
         self._forecaster: Forecaster | None = None
         self._load_lock = threading.Lock()
 
@@ -112,6 +113,7 @@ class ForecastService:
                 reason,
             )
             self.artifacts = None
+            self._artifact_infos = {}
             self._use_simulator(reason)
             self._warm_up()
 
@@ -135,6 +137,12 @@ class ForecastService:
             clip=s.clip,
         )
         self.artifacts = artifacts
+        self._artifact_infos = {
+            "model": _describe(artifacts.model_spec, artifacts.model_sha, artifacts.model),
+            "tokenizer": _describe(
+                artifacts.tokenizer_spec, artifacts.tokenizer_sha, artifacts.tokenizer
+            ),
+        }
         self.device = str(device)
         self.dtype = str(next(artifacts.model.parameters()).dtype).removeprefix("torch.")
         self.serving = "kronos"
@@ -173,11 +181,10 @@ class ForecastService:
 
     def model_info(self) -> dict[str, Any]:
         """/models: ids, revisions, shas, parameter counts, device, dtype, load time."""
-        a = self.artifacts
         return {
             **self.status(),
-            "model": self._artifact_info("model") if a else None,
-            "tokenizer": self._artifact_info("tokenizer") if a else None,
+            "model": self._artifact_infos.get("model"),
+            "tokenizer": self._artifact_infos.get("tokenizer"),
             "device": self.device if self.ready else None,
             "dtype": self.dtype,
             "max_context": self.settings.max_context,
@@ -185,19 +192,6 @@ class ForecastService:
             "load_seconds": self.load_seconds,
             "loaded_at": self.loaded_at.isoformat() if self.loaded_at else None,
             "torch_threads": _torch_threads(),
-        }
-
-    def _artifact_info(self, which: Literal["model", "tokenizer"]) -> dict[str, Any] | None:
-        a = self.artifacts
-        if a is None:
-            return None
-        spec = a.model_spec if which == "model" else a.tokenizer_spec
-        module = a.model if which == "model" else a.tokenizer
-        return {
-            "id": spec.repo_id,
-            "revision": spec.revision,
-            "sha": a.model_sha if which == "model" else a.tokenizer_sha,
-            "parameters": sum(p.numel() for p in module.parameters()),
         }
 
     # Predictions.
@@ -275,7 +269,7 @@ class ForecastService:
             "top_k": int(request["top_k"]),
             "quantiles": list(forecast.quantile_levels),
             "model_revision": self.artifacts.model_sha if self.artifacts else None,
-            "tokenizer": self._artifact_info("tokenizer"),
+            "tokenizer": self._artifact_infos.get("tokenizer"),
             "fallback_reason": self.fallback_reason,
             "elapsed_ms": round((time.perf_counter() - started) * 1000, 2),
             "worker_pid": os.getpid(),
@@ -370,6 +364,16 @@ def resolve_device(spec: str) -> torch.device:
         return registry_device(spec)
     except ValueError as error:
         raise SettingsError("KRONOS_DEVICE", spec, f"a device this machine has ({error})") from None
+
+
+def _describe(spec: ArtifactSpec, sha: str | None, module: torch.nn.Module) -> dict[str, Any]:
+    """What /models and metadata say about a loaded artifact (counted once, at load)."""
+    return {
+        "id": spec.repo_id,
+        "revision": spec.revision,
+        "sha": sha,
+        "parameters": sum(p.numel() for p in module.parameters()),
+    }
 
 
 def _torch_threads() -> int | None:

@@ -573,6 +573,22 @@ def test_health_ready_and_models(client, mode, settings):
         assert "no-such-model" in ready.get_json()["fallback_reason"]
 
 
+@pytest.mark.parametrize("mode", ["kronos"], indirect=True)
+def test_parameter_counts_are_taken_once_at_load_not_per_request(client, app):
+    artifacts = app.extensions["kronos.service"].artifacts
+    counted = client.get("/models").get_json()
+
+    def no_walk(*args, **kwargs):
+        raise AssertionError("parameters walked while answering a request")
+
+    for module in (artifacts.model, artifacts.tokenizer):
+        module.parameters = no_walk
+    models = client.get("/models").get_json()
+    body = client.post("/predict", json={**SEED_REQUEST, "sample_count": 1}).get_json()
+    assert models["model"] == counted["model"] and models["tokenizer"] == counted["tokenizer"]
+    assert body["metadata"]["tokenizer"] == counted["tokenizer"]
+
+
 def test_not_ready_until_loaded():
     app = create_app(Settings(mode="simulated"))
     client = app.test_client()
