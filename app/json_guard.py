@@ -91,7 +91,7 @@ def _check_body() -> Response | None:
             415,
             "Unsupported Media Type",
             f"The request body must be JSON sent with 'Content-Type: {_JSON}'"
-            f" (got {request.mimetype or 'none'!r}).",
+            f" (got {repr(request.mimetype) if request.mimetype else 'no Content-Type'}).",
         )
     try:
         strict_body()
