@@ -108,6 +108,10 @@ class KronosPredictor:
     A drop-in for the reference `KronosPredictor` (`predict`, `predict_batch`: same arguments,
     same preprocessing, same result), plus `forecast`, which returns every sample path with
     quantiles and takes a seed. Holds no per-call state: one instance serves many threads.
+
+    On CUDA, the one-token decoding step of a call whose series share one history length is
+    captured once as a CUDA graph and replayed for each bar (`cuda_graphs=False` turns it off):
+    an eager step is bound by kernel launches, not by the GPU.
     """
 
     def __init__(
@@ -117,6 +121,7 @@ class KronosPredictor:
         device: str | torch.device = "cpu",
         max_context: int = 512,
         clip: float = 5.0,
+        cuda_graphs: bool = True,
     ) -> None:
         if max_context < 1:
             raise ValueError(f"max_context must be >= 1, got {max_context}")
@@ -127,6 +132,7 @@ class KronosPredictor:
         self.tokenizer = tokenizer.to(self.device).eval()
         self.max_context = max_context
         self.clip = clip
+        self.cuda_graphs = cuda_graphs and self.device.type == "cuda"
 
     # ----------------------------------------------------------------- reference interface
     def predict(
@@ -340,6 +346,9 @@ class _DecodeRun:
         self.dep_keys = torch.empty(0)
         self.dep_values = torch.empty(0)
         self.rows = torch.arange(len(self.s1), device=device)
+        uniform = bool((lengths == lengths[0]).all())
+        self.graph_wanted = predictor.cuda_graphs and uniform
+        self.graph: _CudaGraphStep | None = None
 
     def _to_device(self, values: np.ndarray) -> torch.Tensor:
         """A host array on the run's device, without waiting for queued device work."""
@@ -409,18 +418,19 @@ class _DecodeRun:
         context = _S2Context(np.minimum(ends, self.capacity))
         if fits.any():
             positions = np.minimum(ends - 1, self.capacity - 1)  # sliding rows: scratch slot
-            at = self._to_device(positions)
-            self.cache.step(at, int(positions.max()) + 1, self._key_mask(positions + 1))
-            new = self.model.hidden_states(
-                self.s1[self.rows, at][:, None],
-                self.s2[self.rows, at][:, None],
-                self.stamps[self.rows, at][:, None],
-                self.cache,
-            )  # (R, 1, d)
-            keys, values = self._dep_project(new)
-            self.dep_keys[self.rows, :, at] = keys[:, :, 0]
-            self.dep_values[self.rows, :, at] = values[:, :, 0]
-            hidden_last[:] = new[:, 0]
+            steps_that_fit = min(
+                self.pred_len + self.history[0] - ends[0], self.max_context - ends[0]
+            )
+            if self.graph is not None:
+                hidden_last[:] = self.graph.replay(int(positions[0]))
+            elif self.graph_wanted and steps_that_fit >= _GRAPH_MIN_STEPS:
+                self.graph_wanted = False  # one capture per run, whatever happens
+                self.graph, first = _CudaGraphStep.capture(self, int(positions[0]))
+                hidden_last[:] = first
+            else:
+                at = self._to_device(positions)
+                mask = self._key_mask(positions + 1)
+                hidden_last[:] = self.cached_step(at, int(positions.max()) + 1, mask)
         if not fits.all():
             sliding_host = np.nonzero(~fits)[0]
             sliding = self._to_device(sliding_host)
@@ -430,6 +440,23 @@ class _DecodeRun:
             hidden_last[sliding] = hidden[:, -1]
             context.recomputed = (sliding, *self._dep_project(hidden))
         return hidden_last, context
+
+    def cached_step(
+        self, at: torch.Tensor, key_len: int, key_mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Each row's token at position `at[r]` through the cached model: its hidden state
+        (R, d); the self-attention and dependency-layer caches gain that position."""
+        self.cache.step(at, key_len, key_mask)
+        new = self.model.hidden_states(
+            self.s1[self.rows, at][:, None],
+            self.s2[self.rows, at][:, None],
+            self.stamps[self.rows, at][:, None],
+            self.cache,
+        )  # (R, 1, d)
+        keys, values = self._dep_project(new)
+        self.dep_keys[self.rows, :, at] = keys[:, :, 0]
+        self.dep_values[self.rows, :, at] = values[:, :, 0]
+        return new[:, 0]
 
     def _s2_logits(
         self, hidden_last: torch.Tensor, s1_next: torch.Tensor, context: _S2Context
@@ -462,6 +489,56 @@ class _DecodeRun:
         return paths.float().cpu().numpy()
 
 
+_GRAPH_MIN_STEPS = 3  # a capture costs about two eager steps
+
+
+class _CudaGraphStep:
+    """`_DecodeRun.cached_step` for rows at one shared position, as a replayable CUDA graph.
+
+    The graph attends over the whole cache capacity with a mask of the filled positions, so
+    its shapes never change; the position and the mask live in static tensors updated before
+    each replay.
+    """
+
+    def __init__(self, run: _DecodeRun, position: int) -> None:
+        self.run = run
+        self.key_positions = torch.arange(run.capacity, device=run.device)
+        self.at = torch.full((len(run.rows),), position, device=run.device)
+        self.mask = (self.key_positions <= position).view(1, 1, 1, -1).clone()
+        self.stream = torch.cuda.Stream(run.device)
+        self.graph = torch.cuda.CUDAGraph()
+        self.out = torch.empty(0)
+
+    @classmethod
+    def capture(cls, run: _DecodeRun, position: int) -> tuple[_CudaGraphStep | None, torch.Tensor]:
+        """Run the step at `position` eagerly (its result is returned), then capture it.
+
+        A capture that fails is logged and leaves the run eager: (None, result).
+        """
+        step = cls(run, position)
+        current = torch.cuda.current_stream(run.device)
+        step.stream.wait_stream(current)
+        with torch.cuda.stream(step.stream):  # warm-up on the capture stream
+            first = run.cached_step(step.at, run.capacity, step.mask)
+        current.wait_stream(step.stream)
+        try:
+            with torch.cuda.graph(
+                step.graph, stream=step.stream, capture_error_mode="thread_local"
+            ):
+                step.out = run.cached_step(step.at, run.capacity, step.mask)
+        except RuntimeError as error:
+            logger.warning("CUDA graph capture failed, decoding eagerly: %s", error)
+            return None, first
+        return step, first
+
+    def replay(self, position: int) -> torch.Tensor:
+        """The hidden states (R, d) of the tokens at `position`."""
+        self.at.fill_(position)
+        torch.le(self.key_positions, position, out=self.mask.view(-1))
+        self.graph.replay()
+        return self.out
+
+
 @dataclass
 class _S2Context:
     """Where the dependency layer's keys/values for this step come from.
@@ -475,5 +552,5 @@ class _S2Context:
 
 
 def _alloc_like(x: torch.Tensor, length: int) -> torch.Tensor:
-    """An empty (B, H, length, D) tensor like x (B, H, T, D)."""
-    return x.new_empty(x.shape[0], x.shape[1], length, x.shape[3])
+    """A zero (B, H, length, D) tensor like x (B, H, T, D)."""
+    return x.new_zeros(x.shape[0], x.shape[1], length, x.shape[3])

@@ -204,3 +204,16 @@ def test_nucleus_keeps_the_token_that_crosses_top_p() -> None:
     logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]])).repeat(4000, 1)
     draws = sample_tokens(logits, SamplingParams(top_p=0.7), torch.Generator().manual_seed(1))
     assert set(draws[:, 0].tolist()) == {0, 1}
+
+
+@pytest.mark.skipif(TEST_DEVICE != "cuda", reason="CUDA graphs need KRONOS_TEST_DEVICE=cuda")
+def test_cuda_graph_decoding_matches_eager_decoding() -> None:
+    model, tokenizer = make_tiny_pair(seed=4)
+    graphed = KronosPredictor(model, tokenizer, device="cuda", max_context=64)
+    eager = KronosPredictor(model, tokenizer, device="cuda", max_context=64, cuda_graphs=False)
+    df, pred_len = candles(40), 20  # fits, then slides for the last bars
+    x_ts, y_ts = STAMPS[:40], STAMPS[40:60]
+    for top_k in (1, 0):
+        a = graphed.forecast(df, x_ts, y_ts, pred_len, sample_count=4, top_k=top_k, seed=3)
+        b = eager.forecast(df, x_ts, y_ts, pred_len, sample_count=4, top_k=top_k, seed=3)
+        np.testing.assert_allclose(a.paths, b.paths, rtol=1e-4, atol=1e-5)

@@ -97,8 +97,9 @@ class KVCache:
         dtype: torch.dtype,
     ) -> None:
         shape = (batch, n_heads, capacity, head_dim)
-        self.keys = [torch.empty(shape, device=device, dtype=dtype) for _ in range(n_layers)]
-        self.values = [torch.empty(shape, device=device, dtype=dtype) for _ in range(n_layers)]
+        # Zeros, not empty: a masked-out slot must hold a finite value (0 * NaN is NaN).
+        self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layers)]
+        self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layers)]
         self.positions: torch.Tensor | None = None  # (B,) during a step, None for a prefill
         self.key_mask: torch.Tensor | None = None  # (B, 1, 1, K) when rows' positions differ
         self.key_len = 0
