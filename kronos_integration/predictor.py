@@ -403,11 +403,10 @@ class _DecodeRun:
         self.cache.repeat_rows(self.samples)
         last_index = self._to_device(widths - 1)
         last = hidden[torch.arange(len(widths), device=self.device), last_index]  # (N, d)
-        keys, values = self._dep_project(hidden)
-        self.dep_keys = _alloc_like(keys, self.capacity).repeat_interleave(self.samples, 0)
-        self.dep_values = _alloc_like(values, self.capacity).repeat_interleave(self.samples, 0)
-        self.dep_keys[:, :, : keys.shape[2]] = keys.repeat_interleave(self.samples, 0)
-        self.dep_values[:, :, : values.shape[2]] = values.repeat_interleave(self.samples, 0)
+        self.dep_keys, self.dep_values = (
+            _padded(projected, self.capacity).repeat_interleave(self.samples, 0)
+            for projected in self._dep_project(hidden)
+        )
         widths = widths.repeat(self.samples)
         return last.repeat_interleave(self.samples, 0), _S2Context(widths)
 
@@ -551,6 +550,8 @@ class _S2Context:
     recomputed: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
 
-def _alloc_like(x: torch.Tensor, length: int) -> torch.Tensor:
-    """A zero (B, H, length, D) tensor like x (B, H, T, D)."""
-    return x.new_zeros(x.shape[0], x.shape[1], length, x.shape[3])
+def _padded(x: torch.Tensor, length: int) -> torch.Tensor:
+    """x (B, H, T, D) followed by zeros up to (B, H, length, D)."""
+    out = x.new_zeros(x.shape[0], x.shape[1], length, x.shape[3])
+    out[:, :, : x.shape[2]] = x
+    return out
