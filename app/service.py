@@ -296,8 +296,12 @@ class ForecastService:
                 )
                 continue
             except Exception:
-                logger.exception("batch item %d failed unexpectedly", index)
                 body = problem_body(500, "Internal Server Error", "This item failed unexpectedly.")
+                request_id = body["request_id"]
+                logger.exception(
+                    "batch item %d failed unexpectedly (request id %s)", index, request_id
+                )
+                body["detail"] += f" Quote request id {request_id} when reporting it."
                 results.append({"index": index, "status": 500, "result": None, "error": body})
                 continue
             results.append({"index": index, "status": 200, "result": result, "error": None})

@@ -473,6 +473,22 @@ def test_unexpected_error_is_500_without_internals(client, app, caplog):
     assert any("req-42" in r.getMessage() and r.exc_info for r in caplog.records)
 
 
+def test_an_unexpected_batch_item_failure_is_logged_with_the_request_id(client, app, caplog):
+    class Broken:
+        def forecast(self, *args, **kwargs):
+            raise RuntimeError("secret internals")
+
+    app.extensions["kronos.service"]._forecaster = Broken()
+    with caplog.at_level(logging.ERROR):
+        response = client.post(
+            "/predict/batch", json={"items": [SEED_REQUEST]}, headers={"X-Request-ID": "req-77"}
+        )
+    (item,) = response.get_json()["results"]
+    assert item["status"] == 500 and "secret internals" not in json.dumps(item)
+    assert "req-77" in item["error"]["detail"]
+    assert any("req-77" in r.getMessage() and r.exc_info for r in caplog.records)
+
+
 def test_a_forecast_that_is_not_finite_is_refused_not_sent_as_nan(client, app):
     service = app.extensions["kronos.service"]
     inner = service._forecaster
