@@ -459,12 +459,15 @@ def test_wrong_method_and_unknown_path(client, method, path, status):
         assert response.headers["Allow"]
 
 
-def test_unexpected_error_is_500_without_internals(client, app, caplog):
-    class Broken:
-        def forecast(self, *args, **kwargs):
-            raise RuntimeError("secret internals /srv/model.py line 3")
+class BrokenForecaster:
+    """A hand-written fake: the real forecasters have no failure a test can provoke at will."""
 
-    app.extensions["kronos.service"]._forecaster = Broken()
+    def forecast(self, *args, **kwargs):
+        raise RuntimeError("secret internals /srv/model.py line 3")
+
+
+def test_unexpected_error_is_500_without_internals(client, app, caplog):
+    app.extensions["kronos.service"]._forecaster = BrokenForecaster()
     with caplog.at_level(logging.ERROR):
         response = client.post("/predict", json=SEED_REQUEST, headers={"X-Request-ID": "req-42"})
     body = assert_problem(response, 500)
@@ -474,11 +477,7 @@ def test_unexpected_error_is_500_without_internals(client, app, caplog):
 
 
 def test_an_unexpected_batch_item_failure_is_logged_with_the_request_id(client, app, caplog):
-    class Broken:
-        def forecast(self, *args, **kwargs):
-            raise RuntimeError("secret internals")
-
-    app.extensions["kronos.service"]._forecaster = Broken()
+    app.extensions["kronos.service"]._forecaster = BrokenForecaster()
     with caplog.at_level(logging.ERROR):
         response = client.post(
             "/predict/batch", json={"items": [SEED_REQUEST]}, headers={"X-Request-ID": "req-77"}
