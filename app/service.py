@@ -215,12 +215,12 @@ class ForecastService:
                 f"the forecast would run past the year {dt.MAXYEAR}; check the timestamps",
             )
         pred_len = len(grid.timestamps)
-        limit = self.settings.max_prediction_bars
+        limit, variable = self._prediction_bar_limit()
         if pred_len > limit:
             raise _unprocessable(
                 "horizon_days",
                 f"{horizon} trading days of these bars is {pred_len} bars; at most {limit} are "
-                f"allowed (KRONOS_MAX_PREDICTION_BARS={limit})",
+                f"allowed ({variable}={limit})",
             )
         lookback = self._lookback(request.get("lookback"), pred_len, len(history.candles))
         context = history.candles.iloc[-lookback:]
@@ -320,6 +320,14 @@ class ForecastService:
             raise ProblemError(404, "History Not Found", str(error)) from None
         except ValueError as error:
             raise _unprocessable("candles", str(error)) from None
+
+    def _prediction_bar_limit(self) -> tuple[int, str]:
+        """Most future bars one forecast may have, and the variable that sets it: Kronos cannot
+        generate more bars than its context window holds."""
+        s = self.settings
+        if self.serving == "kronos" and s.max_context < s.max_prediction_bars:
+            return s.max_context, "KRONOS_MAX_CONTEXT"
+        return s.max_prediction_bars, "KRONOS_MAX_PREDICTION_BARS"
 
     def _lookback(self, requested: int | None, pred_len: int, available: int) -> int:
         """Requested bars, else the configured lookback kept within max_context - pred_len when

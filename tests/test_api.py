@@ -230,6 +230,19 @@ def test_a_forecast_past_the_year_9999_is_refused_not_a_500(client):
     assert "9999" in body["detail"]
 
 
+@pytest.mark.parametrize("mode", ["kronos"], indirect=True)
+def test_kronos_refuses_more_future_bars_than_its_context_window(settings):
+    app = create_app(dataclasses.replace(settings, max_context=64, max_prediction_bars=512))
+    app.extensions["kronos.service"].load()
+    hourly = make_candles(100, freq="h", start="2025-03-03 00:00")  # 24 bars a day
+    request = with_candles(hourly, horizon_days=3, sample_count=1)
+    response = app.test_client().post("/predict", json=request)
+    body = assert_problem(response, 422, "horizon_days")
+    assert "KRONOS_MAX_CONTEXT=64" in body["detail"]
+    fits = app.test_client().post("/predict", json={**request, "horizon_days": 1})
+    assert fits.status_code == 200, fits.get_json()
+
+
 # Errors: every one is problem+json naming the field.
 
 
