@@ -3,12 +3,17 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# torch comes from here, at the version requirements.txt pins: PyPI's Linux wheel bundles CUDA (GBs).
+# One retry: where this index is unreachable, a mirror configured for pip answers without a wait.
+TORCH_INDEX_URL ?= https://download.pytorch.org/whl/cpu
 
 .PHONY: install serve test lint typecheck pytest bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --retries 1 --index-url $(TORCH_INDEX_URL) \
+		"$$(grep -E '^torch==' requirements.txt)"
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
 

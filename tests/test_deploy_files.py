@@ -186,6 +186,29 @@ def test_hadolint_passes() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+# ------------------------------------------------------------------------------ Makefile
+def test_make_install_takes_the_pinned_torch_from_the_cpu_index_first(tmp_path: Path) -> None:
+    """`make test` on a fresh clone must not pull PyPI's CUDA torch: `make -n` prints the
+    commands a fresh install runs (into a venv path that does not exist)."""
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("make not installed")
+    result = subprocess.run(
+        [make, "-n", "install", f"VENV={tmp_path / 'venv'}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    commands = result.stdout.replace("\\\n", " ").splitlines()
+    installs = [line for line in commands if "pip install" in line]
+    torch_line = next(i for i, line in enumerate(installs) if "^torch==" in line)
+    requirements_line = next(i for i, line in enumerate(installs) if "-r requirements" in line)
+    assert torch_line < requirements_line
+    assert f"--index-url {dockerfile_env()['TORCH_INDEX_URL']}" in installs[torch_line]
+
+
 # ------------------------------------------------------------------------- compose files
 def test_compose_serves_on_5001_with_a_cache_volume(settings_names: set[str]) -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
