@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import zoneinfo
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -256,7 +257,7 @@ def _following_days(start: pd.Timestamp, count: int, weekdays: set[int]) -> list
     days: list[pd.Timestamp] = []
     day = start
     while len(days) < count:
-        day = day + pd.Timedelta(days=1)
+        day = day + pd.DateOffset(days=1)  # the next midnight, also across a DST change
         if day.day_of_week in weekdays:
             days.append(day)
     return days
@@ -264,7 +265,8 @@ def _following_days(start: pd.Timestamp, count: int, weekdays: set[int]) -> list
 
 def _parse_timestamps(values: pd.Series) -> pd.DatetimeIndex:
     """Timestamps as one index. UTC offsets that change within the series (daylight saving time)
-    are converted to UTC; naive and zone-aware timestamps mixed together are refused."""
+    put the index in a time zone that has exactly those offsets, so the session keeps its wall-clock
+    times (UTC when no zone fits); naive and zone-aware timestamps mixed together are refused."""
     try:
         return pd.DatetimeIndex(pd.to_datetime(values), name="timestamp")
     except (ValueError, TypeError):
@@ -275,4 +277,24 @@ def _parse_timestamps(values: pd.Series) -> pd.DatetimeIndex:
         raise ValueError(f"candles: a timestamp could not be parsed ({error})") from None
     if len({stamp.tzinfo is None for stamp in stamps}) > 1:
         raise ValueError("candles: timestamps mix UTC offsets with times that have none")
-    return pd.DatetimeIndex(pd.to_datetime(stamps, utc=True), name="timestamp")
+    utc = pd.DatetimeIndex(pd.to_datetime(stamps, utc=True), name="timestamp")
+    offsets = pd.TimedeltaIndex([stamp.utcoffset() for stamp in stamps])
+    zone = _zone_with_offsets(utc, offsets)
+    return utc if zone is None else utc.tz_convert(zone)
+
+
+def _zone_with_offsets(utc: pd.DatetimeIndex, offsets: pd.TimedeltaIndex) -> str | None:
+    """The first IANA time zone (by name) whose UTC offset at each instant of `utc` is the one in
+    `offsets`, or None. Zones are screened on the bars around each change of offset, then
+    checked on every bar."""
+    changes = np.flatnonzero(offsets[1:] != offsets[:-1]) + 1
+    probes = sorted({0, *changes.tolist(), *(changes - 1).tolist()})
+    expected = [(utc[i].to_pydatetime(), offsets[i]) for i in probes]
+    for name in sorted(zoneinfo.available_timezones()):
+        zone = zoneinfo.ZoneInfo(name)
+        if any(instant.astimezone(zone).utcoffset() != offset for instant, offset in expected):
+            continue
+        local = utc.tz_convert(name)
+        if (local.tz_localize(None) - utc.tz_localize(None) == offsets).all():
+            return name
+    return None

@@ -106,14 +106,19 @@ def test_history_sources_in_order(tmp_path):
         resolve_history(other, None, data_dir=None, allow_synthetic=False)
 
 
-def test_changing_utc_offsets_become_utc_and_mixed_naive_times_are_refused():
-    records = candle_records(make_candles(40, freq="h", start="2025-03-29 20:00"))
-    for i, record in enumerate(records):
-        record["timestamp"] += "+01:00" if i < 10 else "+02:00"  # a daylight-saving switch
+def test_changing_utc_offsets_keep_their_wall_clock_and_mixed_naive_times_are_refused():
+    frame = make_candles(40, freq="h", start="2025-03-29 19:00")
+    frame.index = frame.index.tz_localize("UTC").tz_convert("Europe/Paris")  # summer from 03-30
+    records = candle_records(frame)
+    assert {r["timestamp"][-6:] for r in records} == {"+01:00", "+02:00"}
     parsed = candles_from_records(records)
-    assert str(parsed.index.tz) == "UTC"
     assert parsed.index[0] == pd.Timestamp("2025-03-29 19:00", tz="UTC")
-    assert parsed.index[10] == pd.Timestamp("2025-03-30 04:00", tz="UTC")
+    assert parsed.index[10] == pd.Timestamp("2025-03-30 05:00", tz="UTC")
+    assert [stamp.isoformat() for stamp in parsed.index] == [r["timestamp"] for r in records]
+    shifted = [dict(r, timestamp=r["timestamp"][:-6] + "+05:00") for r in records[:10]]
+    unlikely = candles_from_records([*shifted, *records[10:]])  # offsets no time zone has
+    assert str(unlikely.index.tz) == "UTC"
+    assert unlikely.index[0] == pd.Timestamp("2025-03-29 15:00", tz="UTC")
     records[3]["timestamp"] = records[3]["timestamp"][:-6]
     with pytest.raises(ValueError, match="mix UTC offsets"):
         candles_from_records(records)
@@ -208,6 +213,37 @@ def test_a_stray_bar_does_not_add_a_slot_to_every_future_session():
     assert all(t.hour <= 16 for t in grid.timestamps)
     one_day = pd.date_range("2025-03-07 09:30", periods=40, freq="5min")
     assert len(future_grid(one_day, 1).timestamps) == 40  # one day seen: every time counts
+
+
+def test_intraday_grid_across_a_dst_change_keeps_the_local_session():
+    """30-minute bars 09:30–15:30 New York time, sent with their UTC offsets, across the switch
+    to summer time on 2024-03-10: the future sessions are 13 bars at the same wall-clock times."""
+    days = pd.bdate_range("2024-03-01", "2024-03-20")
+    session = pd.timedelta_range("9h30min", "15h30min", freq="30min")
+    stamps = [(day + time).tz_localize("America/New_York") for day in days for time in session]
+    records = [
+        {"timestamp": s.isoformat(), "open": 10.0, "high": 11.0, "low": 9.0, "close": 10.0}
+        for s in stamps
+    ]
+    history = validate_candles(candles_from_records(records))
+    grid = future_grid(history.index, 2)
+    expected = [
+        (day + time).tz_localize("America/New_York")
+        for day in pd.to_datetime(["2024-03-21", "2024-03-22"])
+        for time in session
+    ]
+    assert list(grid.timestamps) == expected
+    assert grid.days == [date(2024, 3, 21), date(2024, 3, 22)]
+
+
+def test_daily_grid_across_a_dst_change_keeps_the_time_of_day():
+    closes = pd.date_range(end="2024-10-25 17:30", periods=40, freq="B", tz="Europe/Paris")
+    grid = future_grid(closes, 3)  # Sunday 2024-10-27 is 25 hours long: back to winter time
+    assert [t.isoformat() for t in grid.timestamps] == [
+        "2024-10-28T17:30:00+01:00",
+        "2024-10-29T17:30:00+01:00",
+        "2024-10-30T17:30:00+01:00",
+    ]
 
 
 def test_bars_longer_than_a_day_are_refused():
