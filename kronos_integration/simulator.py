@@ -147,9 +147,10 @@ class StatisticalSimulator:
         previous_close = np.full(samples, c.last_close)
         variance = np.full(samples, c.volatility**2)
         for step in range(pred_len):
-            shocks = rng.choice(c.residuals, size=samples) * temperature
-            deviation = np.sqrt(variance) * shocks
-            close = previous_close * np.exp(c.drift + deviation)
+            # The EWMA learns from the unscaled move: fed back, the temperature would compound
+            # (T**2 per bar), shrinking paths to a point for T < 1 and overflowing for T > 1.
+            deviation = np.sqrt(variance) * rng.choice(c.residuals, size=samples)
+            close = previous_close * np.exp(c.drift + temperature * deviation)
             open_ = previous_close * np.exp(rng.normal(0.0, c.gap_sigma * temperature, samples))
             wick_scale = c.wick_sigma * temperature
             high = np.maximum(open_, close) * np.exp(np.abs(rng.normal(0.0, wick_scale, samples)))

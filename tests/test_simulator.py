@@ -59,6 +59,40 @@ def test_spread_grows_with_history_volatility_and_temperature():
     assert spread(calm, 3.0) > spread(calm, 1.0)
 
 
+def test_paths_keep_the_history_drift_and_volatility_and_widen_with_the_horizon():
+    history = make_candles(400, volatility=0.01)
+    history[["open", "high", "low", "close"]] *= np.exp(np.linspace(0, 0.4, 400))[:, None]
+    calibration = StatisticalSimulator().calibrate(history)
+    result = _run(StatisticalSimulator(), history, pred_len=40, sample_count=3000, seed=5)
+    closes = np.concatenate(
+        [np.full((3000, 1), history["close"].iloc[-1]), result.paths[:, :, 3]], axis=1
+    )
+    returns = np.diff(np.log(closes), axis=1)  # (samples, bars)
+    assert returns.mean() == pytest.approx(calibration.drift, abs=0.1 * calibration.volatility)
+    assert returns.std() == pytest.approx(calibration.volatility, rel=0.15)
+    levels = result.quantiles[:, :, 3]  # (levels 0.1, 0.5, 0.9; bars)
+    width = levels[-1] - levels[0]
+    assert width[-1] > 4 * width[0] and (np.diff(width[::5]) > 0).all()
+
+
+@pytest.mark.parametrize("temperature", [0.5, 2.0])
+def test_temperature_scales_the_spread_without_compounding(temperature: float):
+    history = make_candles(300, volatility=0.01)
+
+    def terminal_spread(t: float) -> float:
+        result = _run(StatisticalSimulator(), history, pred_len=60, sample_count=2000, T=t, seed=2)
+        return float(np.log(result.paths[:, -1, 3] / history["close"].iloc[-1]).std())
+
+    ratio = terminal_spread(temperature) / terminal_spread(1.0)
+    assert ratio == pytest.approx(temperature, rel=0.2)
+
+
+def test_the_largest_request_stays_finite():
+    """The service's bounds: temperature 10, 512 bars."""
+    result = _run(StatisticalSimulator(), make_candles(300), pred_len=512, sample_count=64, T=10)
+    assert np.isfinite(result.paths).all()
+
+
 def test_volatility_clusters_after_a_shock():
     history = make_candles(300, volatility=0.005)
     shocked = history.copy()
