@@ -29,6 +29,7 @@ from app.schemas import InvalidItem
 from app.settings import Settings, SettingsError
 from kronos_integration.data import (
     MIN_HISTORY_BARS,
+    FutureGrid,
     History,
     HistoryNotFoundError,
     future_grid,
@@ -205,15 +206,7 @@ class ForecastService:
         started = time.perf_counter()
         history = self._history(request)
         horizon = int(request["horizon_days"])
-        try:
-            grid = future_grid(history.timestamps, horizon)
-        except ValueError as error:
-            raise _unprocessable("candles", str(error)) from None
-        if grid.timestamps[-1].year > dt.MAXYEAR:
-            raise _unprocessable(
-                "candles",
-                f"the forecast would run past the year {dt.MAXYEAR}; check the timestamps",
-            )
+        grid = _future_grid(history, horizon)
         pred_len = len(grid.timestamps)
         limit, variable = self._prediction_bar_limit()
         if pred_len > limit:
@@ -392,6 +385,22 @@ def _torch_threads() -> int | None:
     """torch's intra-op threads here (set per worker after the fork), if torch is in use."""
     torch_module = sys.modules.get("torch")
     return int(torch_module.get_num_threads()) if torch_module is not None else None
+
+
+def _future_grid(history: History, horizon: int) -> FutureGrid:
+    """`future_grid` of the history, its refusals (and dates past the year 9999) as 422s."""
+    too_late = _unprocessable(
+        "candles", f"the forecast would run past the year {dt.MAXYEAR}; check the timestamps"
+    )
+    try:
+        grid = future_grid(history.timestamps, horizon)
+    except OverflowError:
+        raise too_late from None
+    except ValueError as error:
+        raise _unprocessable("candles", str(error)) from None
+    if grid.timestamps[-1].year > dt.MAXYEAR:
+        raise too_late
+    return grid
 
 
 def _unprocessable(field: str, message: str) -> ProblemError:
