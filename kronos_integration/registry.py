@@ -23,10 +23,12 @@ from huggingface_hub import HfApi, constants, hf_hub_download
 from huggingface_hub.errors import (
     EntryNotFoundError,
     HfHubHTTPError,
+    HFValidationError,
     OfflineModeIsEnabled,
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
+from huggingface_hub.utils import validate_repo_id
 
 from kronos_integration.model import Kronos, KronosTokenizer
 
@@ -159,6 +161,7 @@ def find_cached(
     hub = hub or HubEnvironment.from_env()
     revision = spec.revision or DEFAULT_REVISION
     try:
+        _check_hub_repo_id(spec.repo_id)
         folder = _fetch_files(spec.repo_id, revision, None, 0.0, hub, cache_only=True)
     except ModelLoadError:
         return None
@@ -183,6 +186,7 @@ def resolve_artifact(
         return _resolve_mlflow_version(spec)
     if is_local_spec(spec):
         return _resolve_local_folder(spec)
+    _check_hub_repo_id(spec.repo_id)
     hub = hub or HubEnvironment.from_env()
     revision = spec.revision or DEFAULT_REVISION
     try:
@@ -283,6 +287,15 @@ def _resolve_mlflow_version(spec: ArtifactSpec) -> ResolvedArtifact:
         raise ModelLoadError(spec.repo_id, f"MLflow registry: {error}") from error
     logger.info("resolved %s to MLflow run %s (%s)", spec.repo_id, run_id, folder)
     return ResolvedArtifact(spec=spec, folder=folder, sha=run_id, source="mlflow")
+
+
+def _check_hub_repo_id(repo_id: str) -> None:
+    """Raise ModelLoadError for an id that is neither a folder on disk nor a valid hub repo id."""
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as exc:
+        reason = f"not an existing folder, nor a hub repo id ORG/NAME ({exc})"
+        raise ModelLoadError(repo_id, reason) from None
 
 
 def _ask_hub_for_sha(

@@ -218,3 +218,13 @@ def test_hub_refusals_name_the_repo_and_never_the_token(
     chain = [error, error.__cause__, error.__context__]
     assert all(TOKEN not in f"{e} {e!r}" for e in chain if e is not None)
     assert TOKEN not in caplog.text
+
+
+@pytest.mark.parametrize("repo_id", ["bad id/x", "org/", "NeoQuasar/Kronos-small@main", "a--b/c"])
+def test_malformed_hub_repo_id_is_a_clear_error(
+    repo_id: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    point_hub_at(monkeypatch, tmp_path, offline=False, endpoint=closed_loopback_url())
+    with pytest.raises(ModelLoadError, match="nor a hub repo id ORG/NAME") as caught:
+        resolve_artifact(ArtifactSpec(repo_id), hub_timeout_s=1.0)
+    assert caught.value.repo_id == repo_id
