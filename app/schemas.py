@@ -251,6 +251,9 @@ class ArtifactInfoSchema(Schema):
     parameters = fields.Integer(allow_none=True)
 
 
+NOT_SIMULATED = "Null when the simulator answered: it has no token distribution to cut."
+
+
 class PredictMetadataSchema(Schema):
     device = fields.String(required=True)
     max_context = fields.Integer(required=True)
@@ -262,8 +265,8 @@ class PredictMetadataSchema(Schema):
     sample_count = fields.Integer(required=True)
     seed = fields.Integer(required=True)
     temperature = fields.Float(required=True)
-    top_p = fields.Float(required=True)
-    top_k = fields.Integer(required=True)
+    top_p = fields.Float(required=True, allow_none=True, metadata={"description": NOT_SIMULATED})
+    top_k = fields.Integer(required=True, allow_none=True, metadata={"description": NOT_SIMULATED})
     quantiles = fields.List(fields.Float(), required=True)
     model_revision = fields.String(allow_none=True)
     tokenizer = fields.Nested(ArtifactInfoSchema, allow_none=True)

@@ -258,8 +258,9 @@ class ForecastService:
             "sample_count": sample_count,
             "seed": seed,
             "temperature": float(request["temperature"]),
-            "top_p": float(request["top_p"]),
-            "top_k": int(request["top_k"]),
+            # The simulator has no token distribution: top-p and top-k do not apply to it.
+            "top_p": float(request["top_p"]) if self.serving == "kronos" else None,
+            "top_k": int(request["top_k"]) if self.serving == "kronos" else None,
             "quantiles": list(forecast.quantile_levels),
             "model_revision": self.artifacts.model_sha if self.artifacts else None,
             "tokenizer": self._artifact_infos.get("tokenizer"),
