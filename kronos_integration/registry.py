@@ -202,6 +202,7 @@ def resolve_artifact(
             source: ArtifactSource = "cache"
         else:
             folder = _fetch_files(spec.repo_id, sha, token, hub_timeout_s, hub, cache_only=False)
+            _remember_revision(folder, revision, sha)
             source = "hub"
     except (HfHubHTTPError, EntryNotFoundError) as exc:  # before OSError: HfHubHTTPError is one
         raise ModelLoadError(spec.repo_id, _describe_hub_error(exc, revision, token)) from exc
@@ -362,6 +363,24 @@ def _fetch_files(
             raise ModelLoadError(repo_id, reason) from exc
         paths.append(Path(path))
     return paths[0].parent
+
+
+def _remember_revision(snapshot: Path, revision: str, sha: str) -> None:
+    """Point the cache's `refs/<revision>` at `sha`, as huggingface_hub does when it downloads by
+    branch or tag. Files fetched by commit (for consistency) leave no ref behind, and a later
+    offline start asks the cache for the revision, not for the commit."""
+    if revision == sha:
+        return
+    ref = snapshot.parent.parent / "refs" / revision
+    try:
+        if ref.is_file() and ref.read_text() == sha:
+            return
+        ref.parent.mkdir(parents=True, exist_ok=True)
+        partial = ref.with_name(f"{ref.name}.{os.getpid()}.tmp")
+        partial.write_text(sha)
+        partial.replace(ref)  # atomic: a concurrent reader never sees half a sha
+    except OSError as exc:
+        logger.warning("could not record %s -> %s in the cache: %s", revision, sha, exc)
 
 
 def _describe_hub_error(

@@ -3,8 +3,9 @@
 `build_hub_cache` writes `models--ORG--NAME/{blobs,snapshots/<sha>,refs/<ref>}`, the snapshot
 files being relative symlinks into `blobs/`, the way `hf_hub_download` leaves them. `FakeHub` is a
 hand-written stand-in for huggingface.co (no test may use the network): a real HTTP server on a
-loopback port that answers the model-info endpoint with canned statuses and records the
-Authorization headers it saw.
+loopback port that answers the model-info endpoint with canned statuses, serves the files of
+`FakeHub.files` at `/ORG/NAME/resolve/<revision>/<file>` (HEAD and GET, the way `hf_hub_download`
+asks), and records the Authorization headers it saw on model-info requests.
 """
 
 from __future__ import annotations
@@ -54,8 +55,30 @@ class FakeHub:
     """Canned answers to `GET /api/models/ORG/NAME/revision/REV`: repo_id -> (status, sha, code)."""
 
     answers: dict[str, tuple[int, str | None, str | None]]
+    files: dict[str, Path] = field(default_factory=dict)
+    """repo_id -> checkpoint folder served as the files of that repo's answered sha."""
     authorizations: list[str | None] = field(default_factory=list)
     url: str = ""
+
+    def serve_file(self, handler: BaseHTTPRequestHandler, *, with_body: bool) -> None:
+        """`/ORG/NAME/resolve/<rev>/<file>`: the file, with the headers huggingface_hub reads."""
+        parts = handler.path.split("?")[0].strip("/").split("/")
+        repo_id, filename = "/".join(parts[:2]), parts[-1]
+        folder = self.files.get(repo_id)
+        if len(parts) != 5 or parts[2] != "resolve" or folder is None:
+            handler.send_response(404)
+            handler.send_header("X-Error-Code", "EntryNotFound")
+            handler.send_header("Content-Length", "0")
+            handler.end_headers()
+            return
+        payload = (folder / filename).read_bytes()
+        handler.send_response(200)
+        handler.send_header("X-Repo-Commit", str(self.answers[repo_id][1]))
+        handler.send_header("ETag", f'"{hashlib.sha256(payload).hexdigest()}"')
+        handler.send_header("Content-Length", str(len(payload)))
+        handler.end_headers()
+        if with_body:
+            handler.wfile.write(payload)
 
     def respond(self, handler: BaseHTTPRequestHandler) -> None:
         self.authorizations.append(handler.headers.get("Authorization"))
@@ -74,12 +97,20 @@ class FakeHub:
 
 
 @contextmanager
-def running_fake_hub(answers: dict[str, tuple[int, str | None, str | None]]) -> Iterator[FakeHub]:
-    hub = FakeHub(answers)
+def running_fake_hub(
+    answers: dict[str, tuple[int, str | None, str | None]], files: dict[str, Path] | None = None
+) -> Iterator[FakeHub]:
+    hub = FakeHub(answers, files or {})
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            hub.respond(self)
+            if self.path.startswith("/api/"):
+                hub.respond(self)
+            else:
+                hub.serve_file(self, with_body=True)
+
+        def do_HEAD(self) -> None:
+            hub.serve_file(self, with_body=False)
 
         def log_message(self, format: str, *args: object) -> None:
             """Silence the per-request stderr line."""

@@ -228,3 +228,23 @@ def test_malformed_hub_repo_id_is_a_clear_error(
     with pytest.raises(ModelLoadError, match="nor a hub repo id ORG/NAME") as caught:
         resolve_artifact(ArtifactSpec(repo_id), hub_timeout_s=1.0)
     assert caught.value.repo_id == repo_id
+
+
+def test_download_from_the_hub_then_load_the_branch_offline(
+    checkpoints: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What `download` (image pre-download, init container) followed by an HF_HUB_OFFLINE=1
+    start does: the files come by commit sha, yet the offline start asks for `main`."""
+    model_dir, tokenizer_dir = checkpoints
+    answers = {
+        DEFAULT_MODEL_ID: (200, MODEL_SHA, None),
+        DEFAULT_TOKENIZER_ID: (200, TOKENIZER_SHA, None),
+    }
+    files = {DEFAULT_MODEL_ID: model_dir, DEFAULT_TOKENIZER_ID: tokenizer_dir}
+    with running_fake_hub(answers, files) as hub:
+        point_hub_at(monkeypatch, tmp_path, offline=False, endpoint=hub.url)
+        for spec in default_specs():
+            assert resolve_artifact(spec, hub_timeout_s=5.0).source == "hub"
+    point_hub_at(monkeypatch, tmp_path, offline=True)
+    loaded = load_artifacts(*default_specs("main"), device=CPU)
+    assert (loaded.model_sha, loaded.tokenizer_sha) == (MODEL_SHA, TOKENIZER_SHA)
