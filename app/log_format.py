@@ -19,7 +19,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-LOG_FORMATS = ("json", "text")
+LOG_FORMATS: tuple[str, ...] = ("json", "text")
 TEXT_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
 MASK = "***"
 _RECORD_ATTRIBUTES = frozenset(

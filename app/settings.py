@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TypeVar, cast
 
+from app.log_format import LOG_FORMATS
+
 Mode = Literal["auto", "kronos", "simulated"]
 LogFormat = Literal["json", "text"]
 
 MODES: tuple[str, ...] = ("auto", "kronos", "simulated")
-LOG_FORMATS: tuple[str, ...] = ("json", "text")
 LOG_LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR")
 _DEVICE_PATTERN = re.compile(r"cpu|auto|cuda(:\d+)?")
 _TRUE = frozenset({"1", "true", "yes", "on"})
