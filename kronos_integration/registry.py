@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, TypeVar
 
@@ -231,13 +231,16 @@ def load_artifacts(
 ) -> LoadedArtifacts:
     """Resolve and load the Kronos model and tokenizer, on `device` and in eval mode.
 
-    Never waits longer than about `hub_timeout_s` per artifact for an unreachable hub. Raises
+    Never waits longer than about `hub_timeout_s` for an unreachable hub: when the model had to
+    come from the cache, the tokenizer is looked up there without asking again. Raises
     `ModelLoadError` (naming the repo id) for a missing repo, a refused token, a revision not in
     the cache while offline, a corrupt weights file or a config that does not fit the weights.
     """
     started = time.perf_counter()
     hub = HubEnvironment.from_env()
     resolved_model = resolve_artifact(model, token=token, hub_timeout_s=hub_timeout_s, hub=hub)
+    if resolved_model.source == "cache":  # offline, or the hub did not answer: do not wait twice
+        hub = replace(hub, offline=True)
     resolved_tokenizer = resolve_artifact(
         tokenizer, token=token, hub_timeout_s=hub_timeout_s, hub=hub
     )

@@ -248,3 +248,14 @@ def test_download_from_the_hub_then_load_the_branch_offline(
     point_hub_at(monkeypatch, tmp_path, offline=True)
     loaded = load_artifacts(*default_specs("main"), device=CPU)
     assert (loaded.model_sha, loaded.tokenizer_sha) == (MODEL_SHA, TOKENIZER_SHA)
+
+
+def test_a_hub_that_failed_for_the_model_is_not_asked_again_for_the_tokenizer(
+    hf_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answers = {DEFAULT_MODEL_ID: (503, None, None), DEFAULT_TOKENIZER_ID: (503, None, None)}
+    with running_fake_hub(answers) as hub:
+        point_hub_at(monkeypatch, hf_home, offline=False, endpoint=hub.url)
+        loaded = load_artifacts(*default_specs(), device=CPU, hub_timeout_s=2.0)
+    assert (loaded.model_sha, loaded.tokenizer_sha) == (MODEL_SHA, TOKENIZER_SHA)
+    assert len(hub.authorizations) == 1  # one model-info request in all
