@@ -222,15 +222,14 @@ def future_grid(timestamps: pd.DatetimeIndex, horizon_days: int) -> FutureGrid:
 
     Daily bars: one bar per following trading day at the last bar's time of day. Intraday bars:
     the rest of the last bar's session, then whole sessions whose bar times are the times of day
-    seen in the history (on at least two days). Trading days are Monday–Friday unless the
-    history has weekend bars.
+    seen in the history (on at least two days). Trading days are Monday–Friday, and Saturday or
+    Sunday when the history trades on them regularly (see `_trading_weekdays`).
     """
     if horizon_days < 1:
         raise ValueError("horizon_days must be at least 1")
     index = pd.DatetimeIndex(timestamps)
     last = index[-1]
-    trading_weekdays = {0, 1, 2, 3, 4} | ({5, 6} & set(index.day_of_week))
-    days = _following_days(last.normalize(), horizon_days, trading_weekdays)
+    days = _following_days(last.normalize(), horizon_days, _trading_weekdays(index))
     if infer_bar_interval(index) >= pd.Timedelta(days=1):
         offset = last - last.normalize()
         stamps = [day + offset for day in days]
@@ -242,6 +241,19 @@ def future_grid(timestamps: pd.DatetimeIndex, horizon_days: int) -> FutureGrid:
         stamps.extend(day + t for t in session)
         day_ends.append(len(stamps) - 1)
     return FutureGrid(pd.DatetimeIndex(stamps, name="timestamp"), tuple(day_ends))
+
+
+def _trading_weekdays(index: pd.DatetimeIndex) -> set[int]:
+    """Monday–Friday (0–4), plus each weekend day seen on at least half as many dates as the
+    median weekday: a market that trades every day, not one special Saturday session."""
+    dates = pd.DatetimeIndex(index.normalize().unique())
+    per_weekday = pd.Series(dates.day_of_week).value_counts()
+    weekdays_seen = per_weekday[per_weekday.index < 5]
+    typical = float(weekdays_seen.median()) if len(weekdays_seen) else 0.0
+    weekend = {
+        int(day) for day in per_weekday.index if day >= 5 and per_weekday[day] >= typical / 2
+    }
+    return {0, 1, 2, 3, 4} | weekend
 
 
 def _session_times(index: pd.DatetimeIndex) -> list[pd.Timedelta]:

@@ -182,6 +182,13 @@ def test_daily_grid_keeps_the_time_of_day_and_weekends_when_traded():
     ]
 
 
+def test_one_special_weekend_session_does_not_make_every_weekend_a_trading_day():
+    index = pd.bdate_range("2024-01-01", periods=300)
+    index = index.append(pd.DatetimeIndex(["2024-02-03"])).sort_values()  # a Saturday session
+    grid = future_grid(index, 6)
+    assert [t.day_of_week for t in grid.timestamps] == [0, 1, 2, 3, 4, 0]
+
+
 @pytest.mark.skipif(not GOLDEN_DIR.exists(), reason="../shared/golden is absent")
 def test_intraday_grid_repeats_the_session_and_matches_the_golden_future():
     history = validate_candles(read_history_file(GOLDEN_DIR / "candles.csv"))
