@@ -120,6 +120,7 @@ class PredictRequestSchema(Schema):
         ),
         validate=[validate.Length(min=1), _distinct_levels],
         load_default=lambda: list(DEFAULT_QUANTILES),
+        metadata={"uniqueItems": True},
     )
     seed = fields.Integer(
         strict=True,

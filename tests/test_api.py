@@ -688,6 +688,7 @@ def test_openapi_is_generated_from_the_schemas(client):
         "include_path",
     }
     assert request_schema["additionalProperties"] is False
+    assert request_schema["properties"]["quantiles"]["uniqueItems"] is True
     responses = spec["paths"]["/predict"]["post"]["responses"]
     assert {"200", "400", "404", "413", "415", "422", "429", "503"} <= set(responses)
     for status in ("400", "404", "413", "415", "422"):
