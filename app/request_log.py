@@ -34,6 +34,12 @@ def _short(value: object) -> object:
     return value
 
 
+def _printable(text: str) -> str:
+    """``text`` with control characters escaped (a newline becomes ``\\n``), so a client's path
+    cannot start a forged line in a text log."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _asked_for() -> dict[str, object]:
     """The ISIN and horizon of a small JSON body (the item count for a batch); else nothing."""
     length = request.content_length
@@ -70,7 +76,7 @@ def init_app(app: Flask, serving_mode: Callable[[], str | None]) -> None:
             "request_id": g.get("request_id"),
             "method": request.method,
             "route": rule.rule if rule is not None else None,
-            "path": request.path[: _MAX_FIELD_CHARS * 2],
+            "path": _printable(request.path[: _MAX_FIELD_CHARS * 2]),
             "status": response.status_code,
             "latency_ms": round(latency_ms, 2) if latency_ms is not None else None,
             "mode": serving_mode(),

@@ -349,6 +349,15 @@ def test_one_access_line_per_request_with_the_fields_that_matter(client, gate, c
     assert "123.456789" not in json.dumps(line), "candles must never be logged"
 
 
+def test_a_path_cannot_forge_a_text_log_line(client, caplog):
+    with caplog.at_level(logging.INFO, logger=request_log.ACCESS_LOGGER):
+        client.get("/x%0A2026-01-01 INFO kronos.access: GET /forged 200%0D")
+    (record,) = [r for r in caplog.records if r.name == request_log.ACCESS_LOGGER]
+    text = logging.Formatter(log_format.TEXT_FORMAT).format(record)
+    assert "\n" not in text and "\r" not in text
+    assert "/x\\n2026-01-01" in text  # shown escaped, not dropped
+
+
 def test_json_formatter_writes_one_parseable_line_with_extras_and_traceback():
     try:
         raise RuntimeError("boom\nsecond line")
