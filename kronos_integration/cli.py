@@ -32,6 +32,7 @@ from kronos_integration.registry import (
     ArtifactSpec,
     HubEnvironment,
     ModelLoadError,
+    check_hub_repo_id,
     find_cached,
     is_local_spec,
     is_mlflow_spec,
@@ -289,6 +290,8 @@ def _artifact_report(kind: str, spec: ArtifactSpec, hub: HubEnvironment) -> dict
         where = "MLflow model registry (MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI)"
     elif is_local_spec(spec):
         where = "local folder that does not exist"
+    elif problem := _repo_id_problem(spec.repo_id):
+        where = f"{problem}: loading will fail"
     elif hub.offline:
         where = "not cached, and HF_HUB_OFFLINE=1: loading will fail"
     else:
@@ -300,6 +303,14 @@ def _artifact_report(kind: str, spec: ArtifactSpec, hub: HubEnvironment) -> dict
         "sha": cached.sha if cached else None,
         "where": where,
     }
+
+
+def _repo_id_problem(repo_id: str) -> str | None:
+    try:
+        check_hub_repo_id(repo_id)
+    except ModelLoadError as error:
+        return error.reason
+    return None
 
 
 def _specs(args: argparse.Namespace) -> tuple[ArtifactSpec, ArtifactSpec]:

@@ -161,7 +161,7 @@ def find_cached(
     hub = hub or HubEnvironment.from_env()
     revision = spec.revision or DEFAULT_REVISION
     try:
-        _check_hub_repo_id(spec.repo_id)
+        check_hub_repo_id(spec.repo_id)
         folder = _fetch_files(spec.repo_id, revision, None, 0.0, hub, cache_only=True)
     except ModelLoadError:
         return None
@@ -186,7 +186,7 @@ def resolve_artifact(
         return _resolve_mlflow_version(spec)
     if is_local_spec(spec):
         return _resolve_local_folder(spec)
-    _check_hub_repo_id(spec.repo_id)
+    check_hub_repo_id(spec.repo_id)
     hub = hub or HubEnvironment.from_env()
     revision = spec.revision or DEFAULT_REVISION
     try:
@@ -293,7 +293,7 @@ def _resolve_mlflow_version(spec: ArtifactSpec) -> ResolvedArtifact:
     return ResolvedArtifact(spec=spec, folder=folder, sha=run_id, source="mlflow")
 
 
-def _check_hub_repo_id(repo_id: str) -> None:
+def check_hub_repo_id(repo_id: str) -> None:
     """Raise ModelLoadError for an id that is neither a folder on disk nor a valid hub repo id."""
     try:
         validate_repo_id(repo_id)

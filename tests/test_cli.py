@@ -242,3 +242,10 @@ def test_bad_predict_options_are_usage_errors(
 ) -> None:
     status, out, err = run_cli(capsys, *PREDICT, *LOCAL, *option)
     assert status == 2 and message in err and out == ""
+
+
+def test_info_says_a_malformed_repo_id_will_not_load(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run_cli(capsys, "info", "--json", "--model", "my org/kronos")
+    model = json.loads(out)["artifacts"][0]
+    assert status == 0 and "nor a hub repo id" in model["where"]
+    assert "loading will fail" in model["where"]
