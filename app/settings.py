@@ -62,7 +62,7 @@ class Settings:
     workers: int = 2
     threads: int = 8
     timeout_s: int = 120
-    graceful_timeout_s: int = 30
+    graceful_timeout_s: int = 65  # above request_timeout_s: a running forecast ends by its deadline
     torch_threads: int = 1
     # Request limits (4xx naming the limit).
     max_body_bytes: int = 2 * 1024 * 1024
