@@ -6,7 +6,7 @@ Kronos-Tokenizer-base-sized tokenizer, float32, in one process. Two regimes: `fi
 max_context 512: the last bars recompute a sliding window), each with 1 and 8 sample paths.
 Prints a table and one JSON line with medians, ratios and peak memory.
 
-    python -m benchmarks.predictor_speed [--device cuda] [--repeats 3] [--baseline-repeats 1]
+    python -m benchmarks.predictor_speed [--device cuda] [--repeats 3] [--baseline-repeats 3]
 """
 
 from __future__ import annotations
@@ -68,15 +68,18 @@ def synthetic_candles(length: int) -> pd.DataFrame:
     )
 
 
-def median_seconds(run: Callable[[], object], repeats: int, device: torch.device) -> float:
-    times = []
-    for _ in range(repeats):
+def median_seconds(
+    run: Callable[[], object], repeats: int, device: torch.device, budget_s: float = float("inf")
+) -> tuple[float, int]:
+    """Median wall time of up to `repeats` runs, stopping once `budget_s` is spent; (s, runs)."""
+    times: list[float] = []
+    while len(times) < repeats and (not times or sum(times) < budget_s):
         start = time.perf_counter()
         run()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(times), len(times)
 
 
 def peak_memory_mib(device: torch.device) -> float:
@@ -89,7 +92,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=3, help="runs of the cached predictor")
-    parser.add_argument("--baseline-repeats", type=int, default=1, help="runs of the reference")
+    parser.add_argument("--baseline-repeats", type=int, default=3, help="runs of the reference")
+    parser.add_argument(
+        "--baseline-budget-s",
+        type=float,
+        default=60.0,
+        help="stop repeating a reference case once this much time is spent on it (>= 1 run)",
+    )
     parser.add_argument("--samples", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--regimes", nargs="+", default=list(REGIMES), choices=list(REGIMES))
     args = parser.parse_args()
@@ -101,12 +110,12 @@ def main() -> None:
     predictor = KronosPredictor(model, tokenizer, device=device, max_context=512)
     stamps = pd.date_range("2024-01-02 09:30", periods=600, freq="5min")
 
-    def cached(lookback: int, pred_len: int, samples: int) -> Callable[[], object]:
+    def cached_run(lookback: int, pred_len: int, samples: int) -> Callable[[], object]:
         df = synthetic_candles(lookback)
         x_ts, y_ts = stamps[:lookback], stamps[lookback : lookback + pred_len]
         return lambda: predictor.forecast(df, x_ts, y_ts, pred_len, sample_count=samples, seed=1)
 
-    def reference(lookback: int, pred_len: int, samples: int) -> Callable[[], object]:
+    def reference_run(lookback: int, pred_len: int, samples: int) -> Callable[[], object]:
         x_ts, y_ts = stamps[:lookback], stamps[lookback : lookback + pred_len]
         series = prepare_series(synthetic_candles(lookback), x_ts, y_ts, pred_len, 5.0)
         x, x_stamp, y_stamp = (
@@ -117,25 +126,30 @@ def main() -> None:
         )
 
     cases = [(r, *REGIMES[r], s) for r in args.regimes for s in args.samples]
-    cached(400, 2, 1)()  # warm-up: first-call allocations and kernel selection
-    cached_s = {c: median_seconds(cached(*c[1:]), args.repeats, device) for c in cases}
+    cached_run(400, 2, 1)()  # warm-up: first-call allocations and kernel selection
+    cached = {c: median_seconds(cached_run(*c[1:]), args.repeats, device) for c in cases}
     cached_peak = peak_memory_mib(device)
-    reference_s = {
-        c: median_seconds(reference(*c[1:]), args.baseline_repeats, device) for c in cases
+    reference = {
+        c: median_seconds(
+            reference_run(*c[1:]), args.baseline_repeats, device, args.baseline_budget_s
+        )
+        for c in cases
     }
     reference_peak = peak_memory_mib(device)
 
     rows = [
-        Row(c[0], c[3], cached_s[c], reference_s[c], reference_s[c] / cached_s[c],
-            args.repeats, args.baseline_repeats)
+        Row(c[0], c[3], cached[c][0], reference[c][0], reference[c][0] / cached[c][0],
+            cached[c][1], reference[c][1])
         for c in cases
     ]  # fmt: skip
     print(f"device {device} | torch {torch.__version__} threads {torch.get_num_threads()}")
-    print(f"{'regime':8} {'samples':>7} {'cached s':>9} {'reference s':>12} {'speed-up':>9}")
+    header = ("regime", "samples", "cached s", "reference s", "speed-up", "runs")
+    print("{:8} {:>7} {:>9} {:>12} {:>9} {:>6}".format(*header))
     for row in rows:
         print(
             f"{row.regime:8} {row.sample_count:>7} {row.cached_s:>9.3f} "
-            f"{row.reference_s:>12.3f} {row.speedup:>8.1f}x"
+            f"{row.reference_s:>12.3f} {row.speedup:>8.1f}x "
+            f"{row.cached_runs:>3}/{row.reference_runs}"
         )
     print(
         f"peak memory: {cached_peak:.0f} MiB after cached runs, {reference_peak:.0f} MiB after all"
