@@ -138,7 +138,8 @@ class LiveServer:
         return process.returncode
 
     def __enter__(self) -> LiveServer:
-        return self.start()
+        """Start gunicorn unless `start()` already did (`with server.start(timeout):`)."""
+        return self if self.process is not None else self.start()
 
     def __exit__(
         self,

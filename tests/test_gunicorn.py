@@ -120,6 +120,8 @@ def test_ready_only_after_a_long_load_and_auto_fallback_says_why(tmp_path, black
     finally:
         stop.set()
         poller.join()
+    with pytest.raises(OSError):  # leaving the block stopped the one and only master
+        request(server.port, "GET", "/health", timeout_s=2)
     assert answers, "the poller never got an answer"
     assert all(code == 200 and ready["ready"] for _, code, ready in answers), answers[:3]
     for answered_at, _, ready in answers:
