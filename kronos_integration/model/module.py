@@ -104,10 +104,6 @@ class KVCache:
         self.key_mask: torch.Tensor | None = None  # (B, 1, 1, K) when rows' positions differ
         self.key_len = 0
 
-    @property
-    def capacity(self) -> int:
-        return self.keys[0].shape[2] if self.keys else 0
-
     def prefill(self) -> None:
         """The next forward writes positions 0…T-1 of every row."""
         self.positions = None
@@ -126,8 +122,9 @@ class KVCache:
         self.values = [v.repeat_interleave(repeats, dim=0) for v in self.values]
 
 
-class MultiHeadAttentionWithRoPE(nn.Module):
-    """Causal multi-head self-attention with rotary positions."""
+class _AttentionWithRoPE(nn.Module):
+    """Projections shared by both attentions: `q_proj`, `k_proj`, `v_proj`, `out_proj` (with
+    bias), a `rotary` embedding over the head dimension, and dropouts."""
 
     def __init__(
         self, d_model: int, n_heads: int, attn_dropout_p: float = 0.0, resid_dropout_p: float = 0.0
@@ -147,6 +144,14 @@ class MultiHeadAttentionWithRoPE(nn.Module):
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         return rearrange(x, "b t (h d) -> b h t d", h=self.n_heads)
+
+    def _output(self, attended: torch.Tensor) -> torch.Tensor:
+        """(B, H, T, D) attention output -> (B, T, d_model) after `out_proj`."""
+        return self.resid_dropout(self.out_proj(rearrange(attended, "b h t d -> b t (h d)")))
+
+
+class MultiHeadAttentionWithRoPE(_AttentionWithRoPE):
+    """Causal multi-head self-attention with rotary positions."""
 
     def forward(
         self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0
@@ -177,29 +182,11 @@ class MultiHeadAttentionWithRoPE(nn.Module):
             out = F.scaled_dot_product_attention(
                 q, keys, values, attn_mask=cache.key_mask, dropout_p=dropout_p
             )
-        out = rearrange(out, "b h t d -> b t (h d)")
-        return self.resid_dropout(self.out_proj(out))
+        return self._output(out)
 
 
-class MultiHeadCrossAttentionWithRoPE(nn.Module):
+class MultiHeadCrossAttentionWithRoPE(_AttentionWithRoPE):
     """Cross-attention of queries over keys/values; causal only in training (as the reference)."""
-
-    def __init__(
-        self, d_model: int, n_heads: int, attn_dropout_p: float = 0.0, resid_dropout_p: float = 0.0
-    ) -> None:
-        super().__init__()
-        self.n_heads = n_heads
-        self.head_dim = d_model // n_heads
-        self.q_proj = nn.Linear(d_model, d_model)
-        self.k_proj = nn.Linear(d_model, d_model)
-        self.v_proj = nn.Linear(d_model, d_model)
-        self.out_proj = nn.Linear(d_model, d_model)
-        self.rotary = RotaryPositionalEmbedding(self.head_dim)
-        self.attn_dropout_p = attn_dropout_p
-        self.resid_dropout = nn.Dropout(resid_dropout_p)
-
-    def _heads(self, x: torch.Tensor) -> torch.Tensor:
-        return rearrange(x, "b t (h d) -> b h t d", h=self.n_heads)
 
     def project_memory(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Keys and values of `memory` (B, T, d_model), each (B, H, T, D), before rotation."""
@@ -225,8 +212,7 @@ class MultiHeadCrossAttentionWithRoPE(nn.Module):
         out = F.scaled_dot_product_attention(
             q, keys, values, attn_mask=key_mask, dropout_p=dropout_p, is_causal=self.training
         )
-        out = rearrange(out, "b h t d -> b t (h d)")
-        return self.resid_dropout(self.out_proj(out))
+        return self._output(out)
 
     def forward(self, query: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
         keys, values = self.project_memory(memory)
