@@ -291,13 +291,20 @@ class KronosPredictor:
                 f"pred_len ({pred_len}) must not exceed max_context ({self.max_context})"
             )
         run = _DecodeRun(self, series, pred_len, sample_count)
-        for step in range(pred_len):
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"forecast passed its deadline after {step} of {pred_len} bars")
-            run.step(step, params, generator)
-            if verbose:
-                logger.info("generated bar %d/%d", step + 1, pred_len)
-        decoded = run.decode_paths()  # (R, pred_len, 6)
+        try:
+            for step in range(pred_len):
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"forecast passed its deadline after {step} of {pred_len} bars"
+                    )
+                run.step(step, params, generator)
+                if verbose:
+                    logger.info("generated bar %d/%d", step + 1, pred_len)
+            decoded = run.decode_paths()  # (R, pred_len, 6)
+        finally:
+            # Free the CUDA graph here: destroyed later by the garbage collector, it could land
+            # in the middle of another capture, where CUDA forbids it.
+            run.graph = None
         return [decoded[i * sample_count : (i + 1) * sample_count] for i in range(len(series))]
 
 
@@ -499,12 +506,12 @@ class _CudaGraphStep:
     each replay.
     """
 
-    def __init__(self, run: _DecodeRun, position: int) -> None:
-        self.run = run
-        self.key_positions = torch.arange(run.capacity, device=run.device)
-        self.at = torch.full((len(run.rows),), position, device=run.device)
+    def __init__(self, rows: int, capacity: int, device: torch.device, position: int) -> None:
+        # No reference back to the run: the run owns this graph, and no cycle delays its release.
+        self.key_positions = torch.arange(capacity, device=device)
+        self.at = torch.full((rows,), position, device=device)
         self.mask = (self.key_positions <= position).view(1, 1, 1, -1).clone()
-        self.stream = torch.cuda.Stream(run.device)
+        self.stream = torch.cuda.Stream(device)  # each capture its own stream: threads capture too
         self.graph = torch.cuda.CUDAGraph()
         self.out = torch.empty(0)
 
@@ -514,7 +521,7 @@ class _CudaGraphStep:
 
         A capture that fails is logged and leaves the run eager: (None, result).
         """
-        step = cls(run, position)
+        step = cls(len(run.rows), run.capacity, run.device, position)
         current = torch.cuda.current_stream(run.device)
         step.stream.wait_stream(current)
         with torch.cuda.stream(step.stream):  # warm-up on the capture stream
