@@ -9,8 +9,11 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -19,9 +22,63 @@ from flask.testing import FlaskClient
 
 from app import create_app
 from app.settings import Settings
+from tests.canaries import HF_TOKEN_CANARY, SECRETS
 from tests.checkpoints import make_tiny_checkpoints
 
 MODES = ("simulated", "kronos", "auto")
+
+
+class _LogRecorder(logging.Handler):
+    """Keeps every formatted log line (traceback included) emitted in this process."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(logging.Formatter().format(record))
+
+
+def _leaked(text: str) -> list[str]:
+    return [secret for secret in SECRETS if secret in text]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _secret_scan(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The whole run has `HF_TOKEN` set to a canary (every gunicorn a test starts inherits it);
+    no response of a Flask test client, no log line of this process and no log file a test
+    wrote may contain it, nor the API-key canaries the auth tests configure."""
+    previous = os.environ.get("HF_TOKEN")
+    os.environ["HF_TOKEN"] = HF_TOKEN_CANARY
+    recorder = _LogRecorder()
+    root = logging.getLogger()
+    root.addHandler(recorder)
+    original_open = FlaskClient.open
+
+    def scanned_open(self: FlaskClient, *args: Any, **kwargs: Any) -> Any:
+        response = original_open(self, *args, **kwargs)
+        shown = response.get_data(as_text=True) + str(response.headers)
+        assert not _leaked(shown), f"a response shows a secret: {_leaked(shown)}"
+        return response
+
+    FlaskClient.open = scanned_open  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        FlaskClient.open = original_open  # type: ignore[method-assign]
+        root.removeHandler(recorder)
+        if previous is None:
+            os.environ.pop("HF_TOKEN", None)
+        else:
+            os.environ["HF_TOKEN"] = previous
+    leaks = [line for line in recorder.lines if _leaked(line)]
+    for log_file in tmp_path_factory.getbasetemp().rglob("*.log"):
+        leaks += [
+            f"{log_file}: {line}"
+            for line in log_file.read_text(errors="replace").splitlines()
+            if _leaked(line)
+        ]
+    assert not leaks, f"secrets in {len(leaks)} log line(s), e.g. {leaks[:3]}"
 
 
 @pytest.fixture(scope="session", autouse=True)

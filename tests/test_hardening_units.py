@@ -30,9 +30,10 @@ from app import (
     time_budget,
 )
 from app.time_budget import parse_request_start, run_within_budget
+from tests.canaries import API_KEY_CANARIES
 
 BUDGET_S = 0.3
-KEYS = ("alpha-key-1234", "beta-key-5678")
+KEYS = API_KEY_CANARIES  # the session's secret scan looks for them in every log and response
 
 
 class Gate:

@@ -15,12 +15,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from benchmarks.live_server import LiveServer, free_port, request
+from tests.canaries import API_KEY_CANARIES, HF_TOKEN_CANARY, SECRETS
 
 pytestmark = pytest.mark.slow
 
-HF_TOKEN_CANARY = "hf_CanaryTokenQx7Zp3Lm9Vb2Nc5Rt8"
-API_KEY_CANARIES = ("kronos-canary-key-Ae4Tg7", "kronos-canary-key-Wq9Ks2")
-SECRETS = (HF_TOKEN_CANARY, *API_KEY_CANARIES)
 SEED_REQUEST = {"isin": "US67066G1040", "horizon_days": 5}
 PREDICTIONS = 24
 
