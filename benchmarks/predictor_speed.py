@@ -4,7 +4,10 @@ Kronos-small-sized random weights (d_model 512, 8 layers, ff 1024, 8 heads) with
 Kronos-Tokenizer-base-sized tokenizer, float32, in one process. Two regimes: `fits`
 (lookback 400, 30 bars: the window never slides) and `slides` (lookback 400, 120 bars,
 max_context 512: the last bars recompute a sliding window), each with 1 and 8 sample paths.
-Prints a table and one JSON line with medians, ratios and peak memory.
+Prints a table and one JSON line with medians, ratios and peak memory. The reference runs on
+its own copy of the weights with torch's default kernels, as the reference code does; the cached
+predictor is timed with its defaults (oneDNN-packed linear layers on the CPU, CUDA graphs on a
+GPU) and, in the `plain` column, without them.
 
     python -m benchmarks.predictor_speed [--device cuda] [--repeats 3] [--baseline-repeats 3]
 """
@@ -12,6 +15,7 @@ Prints a table and one JSON line with medians, ratios and peak memory.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import platform
 import resource
@@ -48,8 +52,10 @@ class Row:
     regime: str
     sample_count: int
     cached_s: float
+    cached_plain_s: float
     reference_s: float
     speedup: float
+    speedup_plain: float
     cached_runs: int
     reference_runs: int
 
@@ -107,13 +113,24 @@ def main() -> None:
     torch.manual_seed(0)
     model = Kronos(**SMALL).to(device).eval()
     tokenizer = KronosTokenizer(**TOKENIZER_BASE).to(device).eval()
+    plain_model, plain_tokenizer = copy.deepcopy(model), copy.deepcopy(tokenizer)
     predictor = KronosPredictor(model, tokenizer, device=device, max_context=512)
+    plain = KronosPredictor(
+        plain_model,
+        plain_tokenizer,
+        device=device,
+        max_context=512,
+        cuda_graphs=False,
+        onednn=False,
+    )
     stamps = pd.date_range("2024-01-02 09:30", periods=600, freq="5min")
 
-    def cached_run(lookback: int, pred_len: int, samples: int) -> Callable[[], object]:
+    def cached_run(
+        lookback: int, pred_len: int, samples: int, with_: KronosPredictor = predictor
+    ) -> Callable[[], object]:
         df = synthetic_candles(lookback)
         x_ts, y_ts = stamps[:lookback], stamps[lookback : lookback + pred_len]
-        return lambda: predictor.forecast(df, x_ts, y_ts, pred_len, sample_count=samples, seed=1)
+        return lambda: with_.forecast(df, x_ts, y_ts, pred_len, sample_count=samples, seed=1)
 
     def reference_run(lookback: int, pred_len: int, samples: int) -> Callable[[], object]:
         x_ts, y_ts = stamps[:lookback], stamps[lookback : lookback + pred_len]
@@ -122,12 +139,16 @@ def main() -> None:
             torch.from_numpy(a)[None].to(device) for a in (series.x, series.x_stamp, series.y_stamp)
         )
         return lambda: reference_paths(
-            model, tokenizer, x, x_stamp, y_stamp, pred_len, 512, SAMPLING, samples
+            plain_model, plain_tokenizer, x, x_stamp, y_stamp, pred_len, 512, SAMPLING, samples
         )
 
     cases = [(r, *REGIMES[r], s) for r in args.regimes for s in args.samples]
     cached_run(400, 2, 1)()  # warm-up: first-call allocations and kernel selection
+    cached_run(400, 2, 1, plain)()
     cached = {c: median_seconds(cached_run(*c[1:]), args.repeats, device) for c in cases}
+    cached_plain = {
+        c: median_seconds(cached_run(*c[1:], plain), args.repeats, device) for c in cases
+    }
     cached_peak = peak_memory_mib(device)
     reference = {
         c: median_seconds(
@@ -138,17 +159,27 @@ def main() -> None:
     reference_peak = peak_memory_mib(device)
 
     rows = [
-        Row(c[0], c[3], cached[c][0], reference[c][0], reference[c][0] / cached[c][0],
+        Row(c[0], c[3], cached[c][0], cached_plain[c][0], reference[c][0],
+            reference[c][0] / cached[c][0], reference[c][0] / cached_plain[c][0],
             cached[c][1], reference[c][1])
         for c in cases
     ]  # fmt: skip
     print(f"device {device} | torch {torch.__version__} threads {torch.get_num_threads()}")
-    header = ("regime", "samples", "cached s", "reference s", "speed-up", "runs")
-    print("{:8} {:>7} {:>9} {:>12} {:>9} {:>6}".format(*header))
+    header = (
+        "regime",
+        "samples",
+        "cached s",
+        "plain s",
+        "reference s",
+        "speed-up",
+        "plain",
+        "runs",
+    )
+    print("{:8} {:>7} {:>9} {:>8} {:>12} {:>9} {:>6} {:>6}".format(*header))
     for row in rows:
         print(
-            f"{row.regime:8} {row.sample_count:>7} {row.cached_s:>9.3f} "
-            f"{row.reference_s:>12.3f} {row.speedup:>8.1f}x "
+            f"{row.regime:8} {row.sample_count:>7} {row.cached_s:>9.3f} {row.cached_plain_s:>8.3f} "
+            f"{row.reference_s:>12.3f} {row.speedup:>8.1f}x {row.speedup_plain:>5.1f}x "
             f"{row.cached_runs:>3}/{row.reference_runs}"
         )
     print(

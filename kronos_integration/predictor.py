@@ -28,7 +28,11 @@ from kronos_integration.forecast import (
     check_quantile_levels,
 )
 from kronos_integration.model import Kronos, KronosTokenizer
-from kronos_integration.model.module import KVCache
+from kronos_integration.model.module import (
+    KVCache,
+    onednn_available,
+    pack_linear_layers_for_cpu,
+)
 from kronos_integration.sampling import SamplingParams, sample_tokens
 
 logger = logging.getLogger(__name__)
@@ -111,7 +115,10 @@ class KronosPredictor:
 
     On CUDA, the one-token decoding step of a call whose series share one history length is
     captured once as a CUDA graph and replayed for each bar (`cuda_graphs=False` turns it off):
-    an eager step is bound by kernel launches, not by the GPU.
+    an eager step is bound by kernel launches, not by the GPU. On the CPU, the model's and the
+    tokenizer's linear layers are packed for oneDNN (in place, a second copy of each weight),
+    whose kernels run them 1.5-3x faster than the default BLAS on these shapes; results change
+    in float rounding only (`onednn=False` keeps torch's default kernels).
     """
 
     def __init__(
@@ -122,6 +129,7 @@ class KronosPredictor:
         max_context: int = 512,
         clip: float = 5.0,
         cuda_graphs: bool = True,
+        onednn: bool = True,
     ) -> None:
         if max_context < 1:
             raise ValueError(f"max_context must be >= 1, got {max_context}")
@@ -133,6 +141,11 @@ class KronosPredictor:
         self.max_context = max_context
         self.clip = clip
         self.cuda_graphs = cuda_graphs and self.device.type == "cuda"
+        self.onednn = onednn and self.device.type == "cpu" and onednn_available()
+        if self.onednn:
+            for module in (self.model, self.tokenizer):
+                if next(module.parameters()).dtype == torch.float32:
+                    pack_linear_layers_for_cpu(module)
 
     # ----------------------------------------------------------------- reference interface
     def predict(

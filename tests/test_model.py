@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from kronos_integration.model import Kronos, KronosTokenizer
+from kronos_integration.model.module import Linear, onednn_available
 from kronos_integration.predictor import KronosPredictor, prepare_series, time_features
 from tests.checkpoints import GOLDEN, TEST_DEVICE, make_tiny_pair
 
@@ -204,3 +205,19 @@ def test_threads_share_one_model_and_get_the_single_threaded_results() -> None:
         threaded = list(pool.map(run, jobs * 3))
     for index, paths in enumerate(threaded):
         np.testing.assert_array_equal(paths, single[index % len(jobs)])
+
+
+@pytest.mark.skipif(not onednn_available(), reason="this torch build has no oneDNN kernels")
+def test_packed_linear_matches_the_default_kernel_and_never_serves_stale_weights() -> None:
+    torch.manual_seed(0)
+    layer = Linear(64, 32).eval()
+    x = torch.randn(3, 5, 64)
+    with torch.inference_mode():
+        expected = torch.nn.functional.linear(x, layer.weight, layer.bias)
+        layer.pack_for_cpu()
+        packed = layer(x)
+        torch.testing.assert_close(packed, expected, rtol=1e-5, atol=1e-5)
+        with torch.no_grad():
+            layer.weight.mul_(2.0)  # the packed copy is now stale: the default kernel runs
+        assert torch.equal(layer(x), torch.nn.functional.linear(x, layer.weight, layer.bias))
+    assert set(layer.state_dict()) == {"weight", "bias"}

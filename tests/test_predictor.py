@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 
 import numpy as np
@@ -216,4 +217,16 @@ def test_cuda_graph_decoding_matches_eager_decoding() -> None:
     for top_k in (1, 0):
         a = graphed.forecast(df, x_ts, y_ts, pred_len, sample_count=4, top_k=top_k, seed=3)
         b = eager.forecast(df, x_ts, y_ts, pred_len, sample_count=4, top_k=top_k, seed=3)
+        np.testing.assert_allclose(a.paths, b.paths, rtol=1e-4, atol=1e-5)
+
+
+def test_onednn_packed_layers_give_the_default_kernels_results() -> None:
+    model, tokenizer = make_tiny_pair(seed=6)
+    plain = KronosPredictor(copy.deepcopy(model), copy.deepcopy(tokenizer), onednn=False)
+    packed = KronosPredictor(model, tokenizer)
+    assert packed.onednn and model.transformer[0].ffn.w1._packed is not None
+    df, x_ts, y_ts = candles(50), STAMPS[:50], STAMPS[50:70]
+    for top_k in (1, 0):
+        a = packed.forecast(df, x_ts, y_ts, 20, sample_count=3, top_k=top_k, seed=2)
+        b = plain.forecast(df, x_ts, y_ts, 20, sample_count=3, top_k=top_k, seed=2)
         np.testing.assert_allclose(a.paths, b.paths, rtol=1e-4, atol=1e-5)

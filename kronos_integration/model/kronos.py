@@ -22,6 +22,7 @@ from kronos_integration.model.module import (
     DualHead,
     HierarchicalEmbedding,
     KVCache,
+    Linear,
     MultiHeadCrossAttentionWithRoPE,
     RMSNorm,
     TemporalEmbedding,
@@ -91,13 +92,13 @@ class KronosTokenizer(
                 for _ in range(n - 1)
             )
 
-        self.embed = nn.Linear(d_in, d_model)
+        self.embed = Linear(d_in, d_model)
         self.encoder = blocks(n_enc_layers)
-        self.quant_embed = nn.Linear(d_model, codebook_dim)
-        self.post_quant_embed_pre = nn.Linear(s1_bits, d_model)  # used only in training
-        self.post_quant_embed = nn.Linear(codebook_dim, d_model)
+        self.quant_embed = Linear(d_model, codebook_dim)
+        self.post_quant_embed_pre = Linear(s1_bits, d_model)  # used only in training
+        self.post_quant_embed = Linear(codebook_dim, d_model)
         self.decoder = blocks(n_dec_layers)
-        self.head = nn.Linear(d_model, d_in)
+        self.head = Linear(d_model, d_in)
         self.tokenizer = BSQuantizer(s1_bits, s2_bits, group_size)
 
     def encode(self, x: torch.Tensor, half: bool = True) -> tuple[torch.Tensor, torch.Tensor]:

@@ -15,6 +15,52 @@ from einops import rearrange
 from torch import nn
 
 
+def onednn_available() -> bool:
+    """Whether this torch build has the oneDNN linear kernels `Linear.pack_for_cpu` uses."""
+    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
+class Linear(nn.Linear):
+    """`nn.Linear` (same parameters, same `state_dict`) that can run on oneDNN in CPU inference.
+
+    `pack_for_cpu()` keeps a copy of the weight in oneDNN's blocked layout; while the module is
+    in eval mode, on the CPU, in float32, and its weight is the one that was packed, `forward`
+    uses oneDNN's kernel with it (results differ from the default kernel in float rounding only).
+    Anything else (training, another device, weights changed since) runs `nn.Linear.forward`.
+    """
+
+    _packed: torch.Tensor | None = None
+    _packed_from: tuple[int, int] = (0, -1)  # (data_ptr, version) of the packed weight
+
+    def pack_for_cpu(self) -> None:
+        """Pack the current float32 CPU weight for oneDNN (a second copy of the weight)."""
+        weight = self.weight.detach()
+        if weight.device.type != "cpu" or weight.dtype != torch.float32:
+            raise ValueError("only a float32 CPU weight can be packed for oneDNN")
+        self._packed = torch.ops.mkldnn._reorder_linear_weight(weight, None)
+        self._packed_from = (weight.data_ptr(), weight._version)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        packed = self._packed
+        if (
+            packed is not None
+            and not self.training
+            and x.device.type == "cpu"
+            and x.dtype == torch.float32
+            and (self.weight.data_ptr(), self.weight._version) == self._packed_from
+        ):
+            return torch.ops.mkldnn._linear_pointwise(x, packed, self.bias, "none", [], "")
+        return super().forward(x)
+
+
+def pack_linear_layers_for_cpu(module: nn.Module) -> int:
+    """`pack_for_cpu()` every `Linear` in `module`; returns how many were packed."""
+    layers = [m for m in module.modules() if isinstance(m, Linear)]
+    for layer in layers:
+        layer.pack_for_cpu()
+    return len(layers)
+
+
 class RMSNorm(nn.Module):
     """Root-mean-square norm over the last dimension, computed in float32."""
 
@@ -34,9 +80,9 @@ class FeedForward(nn.Module):
 
     def __init__(self, d_model: int, ff_dim: int, ffn_dropout_p: float = 0.0) -> None:
         super().__init__()
-        self.w1 = nn.Linear(d_model, ff_dim, bias=False)
-        self.w3 = nn.Linear(d_model, ff_dim, bias=False)
-        self.w2 = nn.Linear(ff_dim, d_model, bias=False)
+        self.w1 = Linear(d_model, ff_dim, bias=False)
+        self.w3 = Linear(d_model, ff_dim, bias=False)
+        self.w2 = Linear(ff_dim, d_model, bias=False)
         self.ffn_dropout = nn.Dropout(ffn_dropout_p)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -134,10 +180,10 @@ class _AttentionWithRoPE(nn.Module):
             raise ValueError(f"d_model {d_model} is not divisible by n_heads {n_heads}")
         self.n_heads = n_heads
         self.head_dim = d_model // n_heads
-        self.q_proj = nn.Linear(d_model, d_model)
-        self.k_proj = nn.Linear(d_model, d_model)
-        self.v_proj = nn.Linear(d_model, d_model)
-        self.out_proj = nn.Linear(d_model, d_model)
+        self.q_proj = Linear(d_model, d_model)
+        self.k_proj = Linear(d_model, d_model)
+        self.v_proj = Linear(d_model, d_model)
+        self.out_proj = Linear(d_model, d_model)
         self.rotary = RotaryPositionalEmbedding(self.head_dim)
         self.attn_dropout_p = attn_dropout_p
         self.resid_dropout = nn.Dropout(resid_dropout_p)
@@ -300,7 +346,7 @@ class HierarchicalEmbedding(nn.Module):
         self.d_model = d_model
         self.emb_s1 = nn.Embedding(2**s1_bits, d_model)
         self.emb_s2 = nn.Embedding(2**s2_bits, d_model)
-        self.fusion_proj = nn.Linear(2 * d_model, d_model)
+        self.fusion_proj = Linear(2 * d_model, d_model)
 
     def forward(self, s1_ids: torch.Tensor, s2_ids: torch.Tensor) -> torch.Tensor:
         """(B, T) ids -> (B, T, d_model)."""
@@ -370,8 +416,8 @@ class DualHead(nn.Module):
 
     def __init__(self, s1_bits: int, s2_bits: int, d_model: int) -> None:
         super().__init__()
-        self.proj_s1 = nn.Linear(d_model, 2**s1_bits)
-        self.proj_s2 = nn.Linear(d_model, 2**s2_bits)
+        self.proj_s1 = Linear(d_model, 2**s1_bits)
+        self.proj_s2 = Linear(d_model, 2**s2_bits)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj_s1(x)
