@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-
-GOLDEN_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "golden"
 
 
 def make_candles(

@@ -10,11 +10,8 @@ import torch
 
 from kronos_integration.model import Kronos, KronosTokenizer
 
-GOLDEN = Path(
-    os.environ.get(
-        "KRONOS_GOLDEN_DIR", Path(__file__).resolve().parents[1].parent / "shared/golden"
-    )
-)
+GOLDEN = Path(__file__).resolve().parent / "golden"
+"""Reference vectors, tiny checkpoints and real candles (see `golden/ORIGIN.md`)."""
 # The core tests run on this device (`KRONOS_TEST_DEVICE=cuda` on a GPU machine).
 TEST_DEVICE = os.environ.get("KRONOS_TEST_DEVICE", "cpu")
 

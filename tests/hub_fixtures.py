@@ -24,8 +24,6 @@ from pathlib import Path
 import pytest
 from huggingface_hub import constants
 
-GOLDEN = Path(__file__).resolve().parents[1].parent / "shared" / "golden"
-
 
 def fake_sha(label: str) -> str:
     """A 40-hex commit id, stable per label."""

@@ -17,11 +17,8 @@ import pytest
 
 from kronos_integration.cli import main
 from kronos_integration.registry import DEFAULT_MODEL_ID, DEFAULT_TOKENIZER_ID
-from tests.hub_fixtures import GOLDEN, build_hub_cache, fake_sha, point_hub_at, running_fake_hub
-
-pytestmark = pytest.mark.skipif(
-    not (GOLDEN / "candles.csv").is_file(), reason="no golden candles and checkpoints"
-)
+from tests.checkpoints import GOLDEN
+from tests.hub_fixtures import build_hub_cache, fake_sha, point_hub_at, running_fake_hub
 
 MODEL_DIR = GOLDEN / "tiny-model"
 TOKENIZER_DIR = GOLDEN / "tiny-tokenizer"

@@ -15,7 +15,8 @@ from kronos_integration.data import (
     synthetic_history,
     validate_candles,
 )
-from tests.candles import GOLDEN_DIR, candle_records, make_candles
+from tests.candles import candle_records, make_candles
+from tests.checkpoints import GOLDEN
 
 ISIN = "US67066G1040"
 
@@ -189,12 +190,9 @@ def test_one_special_weekend_session_does_not_make_every_weekend_a_trading_day()
     assert [t.day_of_week for t in grid.timestamps] == [0, 1, 2, 3, 4, 0]
 
 
-@pytest.mark.skipif(not GOLDEN_DIR.exists(), reason="../shared/golden is absent")
 def test_intraday_grid_repeats_the_session_and_matches_the_golden_future():
-    history = validate_candles(read_history_file(GOLDEN_DIR / "candles.csv"))
-    golden_future = pd.DatetimeIndex(
-        pd.read_csv(GOLDEN_DIR / "future_timestamps.csv")["timestamps"]
-    )
+    history = validate_candles(read_history_file(GOLDEN / "candles.csv"))
+    golden_future = pd.DatetimeIndex(pd.read_csv(GOLDEN / "future_timestamps.csv")["timestamps"])
     assert infer_bar_interval(history.index) == pd.Timedelta(minutes=5)
     grid = future_grid(history.index, 2)
     assert list(grid.timestamps[: len(golden_future)]) == list(golden_future)

@@ -17,7 +17,6 @@ from kronos_integration.model.module import Linear, onednn_available
 from kronos_integration.predictor import KronosPredictor, prepare_series, time_features
 from tests.checkpoints import GOLDEN, TEST_DEVICE, make_tiny_pair
 
-needs_golden = pytest.mark.skipif(not GOLDEN.is_dir(), reason="../shared/golden is absent")
 WEIGHTS = {"model": "tiny-model", "model_fixed_te": "tiny-model-fixed-te"}
 
 
@@ -46,7 +45,6 @@ def normalised(candles: pd.DataFrame, pred_len: int = 1) -> torch.Tensor:
     return torch.from_numpy(series.x)[None]  # (1, 400, 6)
 
 
-@needs_golden
 @pytest.mark.parametrize("folder", ["tiny-tokenizer", "tiny-model", "tiny-model-fixed-te"])
 def test_golden_checkpoints_load_in_eval_mode(folder: str) -> None:
     cls = KronosTokenizer if "tokenizer" in folder else Kronos
@@ -55,7 +53,6 @@ def test_golden_checkpoints_load_in_eval_mode(folder: str) -> None:
     assert all(not m.training for m in module.modules())
 
 
-@needs_golden
 def test_tokenizer_encode_and_decode_match_reference(
     golden_tokenizer: KronosTokenizer, expected: dict[str, Any], candles: pd.DataFrame
 ) -> None:
@@ -68,7 +65,6 @@ def test_tokenizer_encode_and_decode_match_reference(
     np.testing.assert_allclose(decoded[0].numpy(), expected["decode"], atol=1e-4)
 
 
-@needs_golden
 @pytest.mark.parametrize("prefix", list(WEIGHTS))
 def test_model_logits_match_reference(
     prefix: str, expected: dict[str, Any], candles: pd.DataFrame
@@ -91,13 +87,10 @@ def test_model_logits_match_reference(
 
 
 def golden_cases() -> list[Any]:
-    if not GOLDEN.is_dir():
-        return []
     cases = json.loads((GOLDEN / "expected.json").read_text())["greedy_predictions"]
     return [pytest.param(c, id=f"{c['name']}-{c['weights']}") for c in cases]
 
 
-@needs_golden
 @pytest.mark.parametrize("case", golden_cases())
 def test_greedy_predictions_match_reference_in_every_window_regime(
     case: dict[str, Any],
@@ -129,7 +122,6 @@ def test_greedy_predictions_match_reference_in_every_window_regime(
     np.testing.assert_allclose(result.to_numpy(), case["prediction"], rtol=1e-4, atol=1e-6)
 
 
-@needs_golden
 @pytest.mark.parametrize(
     "name", ["Kronos-Tokenizer-base", "Kronos-mini", "Kronos-small", "Kronos-base"]
 )
