@@ -77,7 +77,7 @@ proc_name = "kronos"
 # Server hooks
 #
 #   post_fork - in the new worker: size torch's thread pool for this worker's share of the cores.
-#   post_worker_init - in the worker, once the app is imported: load and warm up the model; a
+#   post_worker_init - in the worker, once the app is imported: load and warm up the backend; a
 #       model that cannot be served stops the whole server (WORKER_BOOT_ERROR).
 #   on_starting / child_exit / on_exit - Prometheus multiprocess mode: every worker writes its
 #       samples to files in PROMETHEUS_MULTIPROC_DIR (a fresh temporary folder unless set; emptied
@@ -97,14 +97,17 @@ def post_fork(server: Any, worker: Any) -> None:
 
 
 def post_worker_init(worker: Any) -> None:
-    service = worker.wsgi.extensions["kronos.service"]
+    from app.metrics import get_metrics
+    from app.state import worker_state
+
+    state = worker_state(worker.wsgi)
     loading = threading.Event()
     heartbeat = threading.Thread(
         target=_keep_alive_while, args=(worker, loading), name="kronos-load-heartbeat", daemon=True
     )
     heartbeat.start()
     try:
-        service.load()
+        state.load()
     except Exception as error:
         logger.critical(
             "worker %d cannot serve KRONOS_MODE=%s, stopping gunicorn: %s",
@@ -115,9 +118,10 @@ def post_worker_init(worker: Any) -> None:
         sys.exit(WORKER_BOOT_ERROR)
     finally:
         loading.set()
-    from app.metrics import record_serving
-
-    record_serving(worker.wsgi)
+    if state.loaded is not None:
+        get_metrics(worker.wsgi).set_serving_mode(
+            state.loaded.backend.info.name, state.loaded.load_seconds
+        )
 
 
 _METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"

@@ -1,8 +1,8 @@
-"""The Flask application factory. Nothing heavy happens here: the model loads per worker, after
-gunicorn forks it (`gunicorn.conf.py`), through `app.extensions["kronos.service"].load()`.
+"""The Flask application factory. Nothing heavy happens here: the backend loads per worker, after
+gunicorn forks it (`gunicorn.conf.py`), through `app.state.WorkerState.load()`.
 
 The factory imports its parts when called, so that `gunicorn.conf.py` can read `app.settings` in
-the master without pulling in pandas, flask-smorest or the service.
+the master without pulling in flask-smorest, the app's modules or the forecasting pipeline.
 """
 
 from __future__ import annotations
@@ -20,15 +20,16 @@ API_VERSION = "1.0.0"
 
 
 def create_app(settings: Settings | None = None) -> Flask:
-    """Build the app for `settings` (default: `Settings.from_env()`); the model is not loaded."""
+    """Build the app for `settings` (default: `Settings.from_env()`); the backend is not loaded."""
     from flask import Flask
 
-    from app import errors, hardening, request_id
+    from app import auth, backpressure, errors, hooks, metrics, time_budget
     from app.api import register_blueprints
+    from app.log_format import protect_secrets
     from app.openapi import ProblemApi
-    from app.service import EXTENSION_KEY as SERVICE_KEY
-    from app.service import ForecastService
     from app.settings import Settings
+    from app.state import EXTENSION_KEY as STATE_KEY
+    from app.state import WorkerState
 
     settings = settings or Settings.from_env()
     app = Flask(__name__)
@@ -42,9 +43,13 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions[SETTINGS_KEY] = settings
-    app.extensions[SERVICE_KEY] = ForecastService(settings)
-    request_id.init_app(app)
-    hardening.init_app(app, settings)
+    app.extensions[STATE_KEY] = WorkerState(settings)
+    metrics.init_app(app)
+    protect_secrets([settings.model.hf_token or "", *settings.api_keys])
+    auth.init_app(app, settings.api_keys)
+    time_budget.init_app(app, settings.request_timeout_s)
+    backpressure.init_app(app, settings.max_inflight)
+    hooks.init_app(app)
     api = ProblemApi(app)
     errors.init_app(app)
     register_blueprints(api)

@@ -1,8 +1,9 @@
 """Optional API keys: ``Authorization: Bearer <key>``, compared in constant time.
 
 Off unless keys are configured (``KRONOS_API_KEYS`` or ``KRONOS_API_KEYS_FILE``). When on, every
-route except the health probes needs a configured key; a missing header, another scheme and a wrong
-key all get the same 401 problem+json, so a caller learns nothing about which part was wrong.
+route needs a configured key except views marked ``policy.public`` (the health probes); unrouted
+paths need one too. A missing header, another scheme and a wrong key all get the same 401
+problem+json, so a caller learns nothing about which part was wrong.
 """
 
 from __future__ import annotations
@@ -12,14 +13,14 @@ import hmac
 import logging
 from collections.abc import Sequence
 
-from flask import Flask, Response, request
+from flask import Flask, Response, current_app, request
 
 from app.errors import problem
+from app.policy import policy_of_request
 
 logger = logging.getLogger(__name__)
 
 EXTENSION_KEY = "kronos.auth"
-OPEN_PATHS = frozenset({"/health", "/health/ready"})
 _SCHEME = "bearer"
 
 
@@ -71,8 +72,10 @@ def _unauthorized() -> Response:
     )
 
 
-def _require_key(keys: ApiKeys) -> Response | None:
-    if request.path in OPEN_PATHS:
+def check_api_key() -> Response | None:
+    """Before-request hook: 401 unless keys are off, the view is public, or a key matches."""
+    keys: ApiKeys = current_app.extensions[EXTENSION_KEY]
+    if not keys or policy_of_request().public:
         return None
     token = bearer_token(request.headers.get("Authorization"))
     if token is not None and keys.accepts(token):
@@ -82,10 +85,8 @@ def _require_key(keys: ApiKeys) -> Response | None:
 
 
 def init_app(app: Flask, api_keys: Sequence[str]) -> None:
-    """Require one of ``api_keys`` on every non-health route; do nothing when there are none."""
+    """Keep `api_keys` for `check_api_key`; warn when there are none (every route is open)."""
     keys = ApiKeys(api_keys)
     app.extensions[EXTENSION_KEY] = keys
     if not keys:
         logger.warning("API keys are off: every route is open (set KRONOS_API_KEYS to require one)")
-        return
-    app.before_request(lambda: _require_key(keys))

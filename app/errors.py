@@ -1,8 +1,9 @@
 """One error shape for the whole service: RFC 9457 problem details (`application/problem+json`).
 
 `problem()` builds every error response: HTTP errors (404, 405, 413, ...), schema violations
-(`errors` maps each field to its messages), domain errors raised as `ProblemError`, and
-unexpected exceptions (500, logged with the request id, answered without internals).
+(`errors` maps each field to its messages), the forecasting library's errors (mapped to their
+statuses in `DOMAIN_STATUSES`, the one place that knows them), the service's own `ProblemError`s,
+and unexpected exceptions (500, logged with the request id, answered without internals).
 """
 
 from __future__ import annotations
@@ -12,8 +13,17 @@ from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
-from flask import Flask, Response, current_app, g, json
+from flask import Flask, Response, current_app, json
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from app.context import request_id
+from kronos_integration.errors import (
+    BackendNotReadyError,
+    DeadlineExceededError,
+    ForecastError,
+    HistoryNotFoundError,
+    InvalidRequestError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -22,16 +32,40 @@ PROBLEM_TYPE_BASE = "https://kronos.invalid/problems/"
 
 
 class ProblemError(Exception):
-    """A domain error that the service answers as problem+json with `status`."""
+    """An error the service answers as problem+json with `status` (and `headers`)."""
 
     def __init__(
-        self, status: int, title: str, detail: str, errors: Mapping[str, Any] | None = None
+        self,
+        status: int,
+        title: str,
+        detail: str,
+        errors: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(detail)
         self.status = status
         self.title = title
         self.detail = detail
         self.errors = errors
+        self.headers = headers
+
+
+DOMAIN_STATUSES: dict[type[ForecastError], tuple[int, str]] = {
+    InvalidRequestError: (422, HTTPStatus.UNPROCESSABLE_ENTITY.phrase),
+    HistoryNotFoundError: (404, "History Not Found"),
+    DeadlineExceededError: (504, "Time Budget Exceeded"),
+    BackendNotReadyError: (503, "Service Unavailable"),
+}
+"""Each forecasting error class and the status and title it is answered with."""
+
+
+def as_problem(error: ForecastError) -> ProblemError:
+    """The problem a forecasting error is answered with; `InvalidRequestError` names its field."""
+    status, title = next(
+        answer for kind, answer in DOMAIN_STATUSES.items() if isinstance(error, kind)
+    )
+    errors = {error.field: [error.message]} if isinstance(error, InvalidRequestError) else None
+    return ProblemError(status, title, str(error), errors)
 
 
 def problem_body(
@@ -44,7 +78,7 @@ def problem_body(
         "title": title,
         "status": status,
         "detail": detail,
-        "request_id": g.get("request_id"),
+        "request_id": request_id(),
     }
     if errors:
         body["errors"] = dict(errors)
@@ -72,12 +106,17 @@ def problem(
 def init_app(app: Flask) -> None:
     """Answer every error of `app` with `problem()`."""
     app.register_error_handler(ProblemError, _answer_problem_error)
+    app.register_error_handler(ForecastError, _answer_forecast_error)
     app.register_error_handler(HTTPException, _answer_http_exception)
     app.register_error_handler(Exception, _answer_unexpected)
 
 
 def _answer_problem_error(error: ProblemError) -> Response:
-    return problem(error.status, error.title, error.detail, error.errors)
+    return problem(error.status, error.title, error.detail, error.errors, error.headers)
+
+
+def _answer_forecast_error(error: ForecastError) -> Response:
+    return _answer_problem_error(as_problem(error))
 
 
 def _answer_http_exception(error: HTTPException) -> Response:
@@ -103,11 +142,11 @@ def _answer_http_exception(error: HTTPException) -> Response:
 
 
 def _answer_unexpected(error: Exception) -> Response:
-    logger.exception("unexpected error (request id %s)", g.get("request_id"))
+    logger.exception("unexpected error (request id %s)", request_id())
     return problem(
         500,
         "Internal Server Error",
-        f"An unexpected error occurred; quote request id {g.get('request_id')} when reporting it.",
+        f"An unexpected error occurred; quote request id {request_id()} when reporting it.",
     )
 
 

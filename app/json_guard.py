@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import Flask, Response, g, request
+from flask import Response, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from app import context
 from app.errors import problem
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -65,23 +66,28 @@ def request_body() -> bytes:
 
 
 def strict_body() -> Any:
-    """This request's body through :func:`parse_strict`, parsed once and remembered on ``g``.
+    """This request's body through :func:`parse_strict`, parsed once per request.
 
     Raises :class:`StrictJSONError` (every time it is asked) for a body it refuses, and
     :class:`RequestEntityTooLarge` for a chunked body over the limit.
     """
-    if "strict_body" not in g:
+    request_context = context.current()
+    parsed = request_context.body if request_context else None
+    if parsed is None:
         try:
-            g.strict_body = (parse_strict(request_body()), None)
+            parsed = (parse_strict(request_body()), None)
         except StrictJSONError as refused:
-            g.strict_body = (None, refused)
-    value, refusal = g.strict_body
+            parsed = (None, refused)
+        if request_context is not None:
+            request_context.body = parsed
+    value, refusal = parsed
     if refusal is not None:
         raise refusal
     return value
 
 
-def _check_body() -> Response | None:
+def check_body() -> Response | None:
+    """Before-request hook: 415 for a body not sent as JSON, 400 for JSON it refuses."""
     if request.method not in _BODY_METHODS or request.url_rule is None:
         return None  # no body to read, or a 404/405 to answer
     if not request_body().strip():
@@ -98,9 +104,3 @@ def _check_body() -> Response | None:
     except StrictJSONError as error:
         return problem(400, "Bad Request", f"The request body is not acceptable JSON: {error}.")
     return None
-
-
-def init_app(app: Flask) -> None:
-    """Refuse bodies that are not declared JSON (415) and JSON bodies with duplicate keys,
-    NaN/Infinity or runaway nesting (400)."""
-    app.before_request(_check_body)

@@ -19,9 +19,10 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
+from kronos_integration.redact import mask_secrets
+
 LOG_FORMATS: tuple[str, ...] = ("json", "text")
 TEXT_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
-MASK = "***"
 _RECORD_ATTRIBUTES = frozenset(
     vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys() | {"message", "asctime"}
 )
@@ -58,12 +59,10 @@ class RedactSecrets(logging.Filter):
 
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
-        self._secrets = tuple(sorted({s for s in secrets if s}, key=len, reverse=True))
+        self._secrets = tuple(s for s in secrets if s)
 
     def _mask(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, MASK)
-        return text
+        return mask_secrets(text, self._secrets)
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not self._secrets:

@@ -13,9 +13,8 @@ process never clash over metric names.
 from __future__ import annotations
 
 import os
-import time
 
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response, current_app, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -25,6 +24,8 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+
+from app import context
 
 EXTENSION_KEY = "kronos.metrics"
 METRICS_PATH = "/metrics"
@@ -133,13 +134,6 @@ def get_metrics(app: Flask | None = None) -> ServiceMetrics:
     return metrics
 
 
-def record_serving(app: Flask) -> None:
-    """Record the mode and load time of ``app``'s loaded service (called by the worker hook)."""
-    service = app.extensions["kronos.service"]
-    if service.serving is not None:
-        get_metrics(app).set_serving_mode(service.serving, service.load_seconds)
-
-
 def _endpoint_label() -> str:
     """The route template (``/predict``), never the raw path: keeps label cardinality bounded."""
     rule = request.url_rule
@@ -151,13 +145,10 @@ def _method_label() -> str:
     return request.method if request.method in _KNOWN_METHODS else "OTHER"
 
 
-def _start_timer() -> None:
-    g.metrics_started = time.perf_counter()
-
-
-def _count_response(response: Response) -> Response:
-    started = g.get("metrics_started")
-    if started is None:
+def count_response(response: Response) -> Response:
+    """After-request hook: count the response and observe its latency."""
+    request_context = context.current()
+    if request_context is None:
         return response
     labels = {
         "endpoint": _endpoint_label(),
@@ -166,7 +157,7 @@ def _count_response(response: Response) -> Response:
     }
     metrics = get_metrics()
     metrics.requests.labels(**labels).inc()
-    metrics.request_seconds.labels(**labels).observe(time.perf_counter() - started)
+    metrics.request_seconds.labels(**labels).observe(request_context.elapsed_s())
     return response
 
 
@@ -175,10 +166,9 @@ def _serve_metrics() -> Response:
 
 
 def init_app(app: Flask) -> ServiceMetrics:
-    """Create the app's metrics, time every request and add ``GET /metrics``."""
+    """Create the app's metrics and add ``GET /metrics`` (`count_response` is installed by
+    `app.hooks`)."""
     metrics = ServiceMetrics()
     app.extensions[EXTENSION_KEY] = metrics
-    app.before_request(_start_timer)
-    app.after_request(_count_response)
     app.add_url_rule(METRICS_PATH, "metrics", _serve_metrics, methods=["GET"])
     return metrics

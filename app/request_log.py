@@ -8,13 +8,13 @@ headers, never tokens. The line's shape (JSON or text) is :mod:`app.log_format`'
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
 
-from flask import Flask, Response, g, request
+from flask import Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
+from app import context
 from app.json_guard import StrictJSONError, strict_body
+from app.state import EXTENSION_KEY as STATE_KEY
 
 ACCESS_LOGGER = "kronos.access"
 # Request bodies up to this size are parsed (once, shared with app.json_guard) even when the
@@ -62,35 +62,33 @@ def _asked_for() -> dict[str, object]:
     return fields
 
 
-def init_app(app: Flask, serving_mode: Callable[[], str | None]) -> None:
-    """Write one ``kronos.access`` line per request; ``serving_mode()`` names the mode serving."""
+def _serving() -> str | None:
+    """The name of the backend this worker serves (None while loading, or in an app without one)."""
+    state = current_app.extensions.get(STATE_KEY)
+    return state.serving if state is not None else None
 
-    def start_clock() -> None:
-        g.log_started = time.perf_counter()
 
-    def log_request(response: Response) -> Response:
-        started = g.get("log_started")
-        latency_ms = (time.perf_counter() - started) * 1000 if started is not None else None
-        rule = request.url_rule
-        fields: dict[str, object] = {
-            "request_id": g.get("request_id"),
-            "method": request.method,
-            "route": rule.rule if rule is not None else None,
-            "path": _printable(request.path[: _MAX_FIELD_CHARS * 2]),
-            "status": response.status_code,
-            "latency_ms": round(latency_ms, 2) if latency_ms is not None else None,
-            "mode": serving_mode(),
-            **_asked_for(),
-        }
-        access_logger.info(
-            "%s %s %d %.1f ms",
-            request.method,
-            fields["path"],
-            response.status_code,
-            latency_ms or 0.0,
-            extra=fields,
-        )
-        return response
-
-    app.before_request(start_clock)
-    app.after_request(log_request)
+def log_request(response: Response) -> Response:
+    """After-request hook: write this request's ``kronos.access`` line."""
+    request_context = context.current()
+    latency_ms = request_context.elapsed_s() * 1000 if request_context else None
+    rule = request.url_rule
+    fields: dict[str, object] = {
+        "request_id": request_context.request_id if request_context else None,
+        "method": request.method,
+        "route": rule.rule if rule is not None else None,
+        "path": _printable(request.path[: _MAX_FIELD_CHARS * 2]),
+        "status": response.status_code,
+        "latency_ms": round(latency_ms, 2) if latency_ms is not None else None,
+        "mode": _serving(),
+        **_asked_for(),
+    }
+    access_logger.info(
+        "%s %s %d %.1f ms",
+        request.method,
+        fields["path"],
+        response.status_code,
+        latency_ms or 0.0,
+        extra=fields,
+    )
+    return response

@@ -1,5 +1,6 @@
-"""Request and response schemas (marshmallow): they validate input at the edge and generate
-`/openapi.json`. Unknown fields are rejected everywhere (marshmallow's default, RAISE).
+"""Request and response schemas (marshmallow): they validate input at the edge, load a /predict
+body into the library's `ForecastRequest`, and generate `/openapi.json`. Unknown fields are
+rejected everywhere (marshmallow's default, RAISE).
 
 Limits that depend on configuration (horizon, candles, samples, quantiles, batch items) are
 checked against the app's `Settings`, and each error names the limit and its variable.
@@ -12,12 +13,13 @@ from typing import Any
 
 import pandas as pd
 from flask import current_app
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from app.settings import Settings
-from kronos_integration.data import MIN_HISTORY_BARS
+from kronos_integration.candles import MIN_HISTORY_BARS, candles_from_records
 from kronos_integration.forecast import DEFAULT_QUANTILES
 from kronos_integration.isin import validate_isin
+from kronos_integration.request import ForecastRequest
 
 MAX_SEED = 2**32 - 1
 # Below this, logits / T overflows float32 (or T rounds to 0) and sampling has no distribution.
@@ -147,10 +149,10 @@ class PredictRequestSchema(Schema):
             ]
         if len(data.get("candles") or ()) > settings.max_candles:
             errors["candles"] = [_over_limit("candles", settings.max_candles, "KRONOS_MAX_CANDLES")]
-        if data.get("sample_count", 0) > settings.max_sample_count:
+        max_sample_count = settings.forecast.max_sample_count
+        if data.get("sample_count", 0) > max_sample_count:
             errors["sample_count"] = [
-                f"must be at most {settings.max_sample_count} "
-                f"(KRONOS_MAX_SAMPLE_COUNT={settings.max_sample_count})"
+                f"must be at most {max_sample_count} (KRONOS_MAX_SAMPLE_COUNT={max_sample_count})"
             ]
         if len(data.get("quantiles") or ()) > settings.max_quantiles:
             errors["quantiles"] = [
@@ -158,6 +160,26 @@ class PredictRequestSchema(Schema):
             ]
         if errors:
             raise ValidationError(errors)
+
+    @post_load
+    def to_request(self, data: dict[str, Any], **kwargs: Any) -> ForecastRequest:
+        try:
+            candles = candles_from_records(data["candles"]) if "candles" in data else None
+        except ValueError as error:
+            raise ValidationError({"candles": [str(error)]}) from None
+        return ForecastRequest(
+            instrument=data["isin"],
+            horizon_days=data["horizon_days"],
+            candles=candles,
+            sample_count=data.get("sample_count"),
+            temperature=data["temperature"],
+            top_k=data["top_k"],
+            top_p=data["top_p"],
+            seed=data.get("seed"),
+            quantiles=tuple(data["quantiles"]),
+            lookback=data.get("lookback"),
+            include_path=data["include_path"],
+        )
 
 
 class IsolatedItem(fields.Nested):

@@ -4,7 +4,7 @@ Each request gets a deadline ``request_timeout_s`` after it arrived. Arrival is 
 worker picked the request up, or earlier when a front proxy stamped ``X-Request-Start``
 (``t=<unix time>`` in seconds, milliseconds or microseconds, as nginx and Heroku write it): a
 request that already waited out its budget in a queue is answered 503 with ``Retry-After`` before
-any work starts.
+any work starts (views marked `policy.runs_forecasts` only).
 
 :func:`run_within_budget` runs a forecast in a helper thread and waits for it at most until the
 deadline; past it the client gets 504 problem+json at once (in a batch, the item that ran out and
@@ -23,17 +23,18 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import Flask, Response, g, has_request_context, request
+from flask import Flask, Response, current_app, request
 
+from app import context
 from app.backpressure import current_slot
 from app.errors import ProblemError, problem
 from app.metrics import get_metrics
+from app.policy import policy_of_request
 
 logger = logging.getLogger(__name__)
 
 EXTENSION_KEY = "kronos.time_budget"
 REQUEST_START_HEADER = "X-Request-Start"
-_OPEN_PATHS = ("/health", "/metrics")
 
 T = TypeVar("T")
 
@@ -70,28 +71,27 @@ def parse_request_start(value: str, now: float) -> float | None:
 
 
 def request_deadline() -> float | None:
-    """The current request's deadline as a ``time.monotonic()`` instant (``None`` outside one)."""
-    return g.get("deadline") if has_request_context() else None
+    """The current request's deadline as a `time.monotonic()` instant (None outside one)."""
+    request_context = context.current()
+    return request_context.deadline if request_context else None
 
 
-def remaining_s() -> float:
-    """Seconds left of the current request's budget (``inf`` outside a budgeted request)."""
-    deadline: float | None = g.get("deadline")
-    if deadline is None:
-        return float("inf")
-    return deadline - time.monotonic()
-
-
-def _start_clock(budget_s: float) -> Response | None:
-    now_mono, now_wall = time.monotonic(), time.time()
+def start_budget() -> Response | None:
+    """Before-request hook: set the request's deadline; refuse a forecasting request that already
+    waited out its budget in a front proxy's queue (503 with Retry-After)."""
+    request_context = context.current()
+    if request_context is None:
+        return None
+    budget_s: float = current_app.extensions[EXTENSION_KEY]
     waited = 0.0
     stamp_header = request.headers.get(REQUEST_START_HEADER)
     if stamp_header:
-        arrived = parse_request_start(stamp_header, now_wall)
+        arrived = parse_request_start(stamp_header, time.time())
         if arrived is not None:
-            waited = max(0.0, now_wall - arrived)
-    g.deadline = now_mono - waited + budget_s
-    if waited >= budget_s and not request.path.startswith(_OPEN_PATHS):
+            waited = max(0.0, time.time() - arrived)
+    request_context.budget_s = budget_s
+    request_context.deadline = request_context.started - waited + budget_s
+    if waited >= budget_s and policy_of_request().runs_forecasts:
         get_metrics().rejected.labels(reason="queued_too_long").inc()
         logger.warning("refused a request that waited %.1f s in a queue", waited)
         return problem(
@@ -107,26 +107,27 @@ def _start_clock(budget_s: float) -> Response | None:
 def run_within_budget(work: Callable[[], T]) -> T:
     """Run ``work()`` in a helper thread and return its result, or raise :class:`BudgetExceeded`.
 
-        The thread sees the caller's Flask contexts and holds the request's in-flight slot until
-        ``work`` ends, even after the client got its 504 (forecasters given the request's deadline
-    stop early). A ``TimeoutError`` from ``work`` is a 504 too. Outside a request ``work`` runs
+    The thread sees the caller's Flask contexts and holds the request's in-flight slot until
+    ``work`` ends, even after the client got its 504 (forecasts given the request's deadline stop
+    early). A ``TimeoutError`` from ``work`` is a 504 too. Outside a budgeted request ``work`` runs
     directly.
     """
-    if not has_request_context():
+    request_context = context.current()
+    if request_context is None or request_context.budget_s is None:
         return work()
-    budget_s: float = g.get("budget_s", float("inf"))
-    if remaining_s() <= 0:
+    budget_s = request_context.budget_s
+    if request_context.remaining_s() <= 0:
         raise BudgetExceeded(budget_s)
     slot = current_slot()
     if slot is not None:
         slot.hold()
     outcome: dict[str, Any] = {}
     done = threading.Event()
-    context = contextvars.copy_context()
+    variables = contextvars.copy_context()
 
     def target() -> None:
         try:
-            outcome["value"] = context.run(work)
+            outcome["value"] = variables.run(work)
         except BaseException as error:  # handed to the request thread below
             outcome["error"] = error
         finally:
@@ -135,7 +136,7 @@ def run_within_budget(work: Callable[[], T]) -> T:
             done.set()
 
     threading.Thread(target=target, name="kronos-forecast", daemon=True).start()
-    if not done.wait(timeout=max(0.0, remaining_s())):
+    if not done.wait(timeout=max(0.0, request_context.remaining_s())):
         get_metrics().rejected.labels(reason="deadline").inc()
         logger.warning("a forecast overran the %g s time budget; answering 504", budget_s)
         raise BudgetExceeded(budget_s)
@@ -149,13 +150,8 @@ def run_within_budget(work: Callable[[], T]) -> T:
 
 
 def init_app(app: Flask, request_timeout_s: float) -> None:
-    """Give every request a deadline of ``request_timeout_s`` seconds after its arrival."""
+    """Give every request of `app` a deadline `request_timeout_s` seconds after its arrival
+    (the hook itself is installed by `app.hooks`)."""
     if request_timeout_s <= 0:
         raise ValueError(f"request time budget must be positive, got {request_timeout_s}")
     app.extensions[EXTENSION_KEY] = request_timeout_s
-
-    def start_clock() -> Response | None:
-        g.budget_s = request_timeout_s
-        return _start_clock(request_timeout_s)
-
-    app.before_request(start_clock)

@@ -1,14 +1,18 @@
-"""`python -m kronos_integration {download,push,predict,info}`: the model registry from a shell.
+"""`kronos` (or `python -m kronos_integration`) `{predict,download,push,info}`.
 
-Defaults come from the service's own settings (`KRONOS_MODEL_ID`, `KRONOS_DEVICE`, `HF_TOKEN`, …),
-so `download` fetches exactly what the service will load and `info` shows what it would load.
-Exit status: 0 on success, 1 when loading, downloading or pushing fails, 2 for bad arguments or
-input. The token is passed on, never printed.
+`predict` forecasts a CSV or Parquet file of candles through the same pipeline as the service, in
+the same modes (`auto` falls back to the simulator and says so), and prints the same per-day
+summary (`--json`: the same document as `POST /predict`). Defaults come from the same `KRONOS_*`
+variables as the service (`KRONOS_MODEL_ID`, `KRONOS_DEVICE`, `HF_TOKEN`, …), so `download`
+fetches exactly what the service will load and `info` shows what it would load. Exit status: 0 on
+success, 1 when loading, downloading or pushing fails, 2 for bad arguments or input. The token is
+passed on, never printed.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -17,17 +21,20 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
-import numpy as np
 import pandas as pd
 import torch
 from huggingface_hub.errors import HfHubHTTPError
 
-from app.settings import Settings, SettingsError
-from kronos_integration.data import future_grid, read_history_file, validate_candles
-from kronos_integration.forecast import CANDLE_COLUMNS, Forecast, check_quantile_levels
+from kronos_integration.backends import load_backend, mode_names
+from kronos_integration.candles import read_candles_file
+from kronos_integration.config import ForecastSettings, ModelSettings, SettingsError
+from kronos_integration.errors import ForecastError
+from kronos_integration.forecast import check_quantile_levels
+from kronos_integration.history import resolve_history
 from kronos_integration.model import Kronos, KronosTokenizer
+from kronos_integration.pipeline import ForecastResult, run_forecast, warm_up
 from kronos_integration.plot import plot_forecast
-from kronos_integration.predictor import KronosPredictor
+from kronos_integration.redact import mask_secrets
 from kronos_integration.registry import (
     ArtifactSpec,
     HubEnvironment,
@@ -36,11 +43,11 @@ from kronos_integration.registry import (
     find_cached,
     is_local_spec,
     is_mlflow_spec,
-    load_artifacts,
     load_module,
     resolve_artifact,
     resolve_device,
 )
+from kronos_integration.request import ForecastRequest
 
 logger = logging.getLogger(__name__)
 
@@ -51,22 +58,30 @@ class UsageError(ValueError):
     """Bad arguments or input file (exit status 2)."""
 
 
+@dataclasses.dataclass(frozen=True)
+class Defaults:
+    """The `KRONOS_*` settings the options default to."""
+
+    model: ModelSettings
+    forecast: ForecastSettings
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the exit status."""
     try:
-        settings = Settings.from_env()
+        defaults = Defaults(ModelSettings.from_env(), ForecastSettings.from_env())
     except SettingsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    args = build_parser(settings).parse_args(argv)
+    args = build_parser(defaults).parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
     try:
-        args.run(args, settings)
-    except UsageError as error:
+        args.run(args, defaults)
+    except (UsageError, SettingsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except ModelLoadError as error:
@@ -75,19 +90,50 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def build_parser(settings: Settings) -> argparse.ArgumentParser:
-    """The argument parser; artifact and device defaults are `settings`' values."""
+def build_parser(defaults: Defaults) -> argparse.ArgumentParser:
+    """The argument parser; option defaults are the `KRONOS_*` settings in `defaults`."""
     parser = argparse.ArgumentParser(
-        prog="python -m kronos_integration",
-        description="Fetch, publish, inspect and run Kronos checkpoints.",
+        prog="kronos",
+        description="Forecast candles, and fetch, publish and inspect Kronos checkpoints.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    model, forecast = defaults.model, defaults.forecast
+
+    predict = commands.add_parser(
+        "predict", help="forecast a CSV/Parquet file of candles (the service's pipeline)"
+    )
+    predict.add_argument("file", type=Path, help="timestamp, open, high, low, close[, volume, …]")
+    predict.add_argument(
+        "--horizon-days", type=_positive_int, required=True, help="trading days to forecast"
+    )
+    predict.add_argument(
+        "--mode",
+        choices=mode_names(),
+        default=forecast.mode,
+        help="backend: auto (Kronos, else the simulator) or one backend (default: KRONOS_MODE)",
+    )
+    predict.add_argument("--instrument", default=None, help="name it (default: the file name)")
+    predict.add_argument("--lookback", type=_positive_int, default=None)
+    predict.add_argument("--sample-count", type=_positive_int, default=None)
+    predict.add_argument("--quantiles", type=_quantile_list, default=(0.1, 0.5, 0.9))
+    predict.add_argument("--seed", type=int, default=None)
+    predict.add_argument("--temperature", type=_positive_float, default=1.0)
+    predict.add_argument("--top-k", type=int, default=0)
+    predict.add_argument("--top-p", type=_positive_float, default=0.9)
+    predict.add_argument("--max-context", type=_positive_int, default=model.max_context)
+    predict.add_argument("--clip", type=_positive_float, default=model.clip)
+    predict.add_argument("--include-path", action="store_true", help="every bar in --json too")
+    predict.add_argument("--json", action="store_true", help="print the /predict document")
+    predict.add_argument("--plot", type=Path, default=None, metavar="FILE", help="write a PNG")
+    _add_artifact_options(predict, model)
+    _add_device_option(predict, model)
+    predict.set_defaults(run=run_predict)
 
     download = commands.add_parser(
         "download", help="pre-fetch model and tokenizer into the Hugging Face cache (HF_HOME)"
     )
-    _add_artifact_options(download, settings)
+    _add_artifact_options(download, model)
     download.set_defaults(run=run_download)
 
     push = commands.add_parser("push", help="upload a local checkpoint folder to a hub repo")
@@ -98,44 +144,75 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     push.add_argument("--branch", default=None, help="push to this branch (default: main)")
     push.set_defaults(run=run_push)
 
-    predict = commands.add_parser("predict", help="forecast from a CSV of candles")
-    predict.add_argument("csv", type=Path, help="CSV with timestamp, open, high, low, close[, …]")
-    predict.add_argument("--pred-len", type=_positive_int, default=24, help="future bars")
-    predict.add_argument("--lookback", type=_positive_int, default=settings.lookback)
-    predict.add_argument(
-        "--sample-count", type=_positive_int, default=settings.default_sample_count
-    )
-    predict.add_argument("--quantiles", type=_quantile_list, default=(0.1, 0.5, 0.9))
-    predict.add_argument("--seed", type=int, default=None)
-    predict.add_argument("--temperature", type=float, default=1.0)
-    predict.add_argument("--top-k", type=int, default=0)
-    predict.add_argument("--top-p", type=float, default=0.9)
-    predict.add_argument("--max-context", type=_positive_int, default=settings.max_context)
-    predict.add_argument("--clip", type=float, default=settings.clip)
-    predict.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    predict.add_argument("--plot", type=Path, default=None, metavar="FILE", help="write a PNG")
-    _add_artifact_options(predict, settings)
-    _add_device_option(predict, settings)
-    predict.set_defaults(run=run_predict)
-
     info = commands.add_parser("info", help="what would be loaded, from where, on which device")
     info.add_argument("--json", action="store_true", help="print JSON instead of text")
-    _add_artifact_options(info, settings)
-    _add_device_option(info, settings)
+    _add_artifact_options(info, model)
+    _add_device_option(info, model)
     info.set_defaults(run=run_info)
     return parser
 
 
-def run_download(args: argparse.Namespace, settings: Settings) -> None:
+def run_predict(args: argparse.Namespace, defaults: Defaults) -> None:
+    if args.plot is not None and not args.plot.parent.is_dir():
+        raise UsageError(f"--plot {args.plot}: the folder {args.plot.parent} does not exist")
+    try:
+        history = resolve_history(args.file.stem, read_candles_file(args.file), [])
+    except (OSError, ValueError) as error:  # InvalidRequestError is a ValueError
+        raise UsageError(f"{args.file}: {error}") from error
+    request = ForecastRequest(
+        instrument=args.instrument or args.file.stem,
+        horizon_days=args.horizon_days,
+        sample_count=args.sample_count,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        seed=args.seed,
+        quantiles=args.quantiles,
+        lookback=args.lookback,
+        include_path=args.include_path,
+    )
+    model_settings = dataclasses.replace(
+        _model_settings(args, defaults), max_context=args.max_context, clip=args.clip
+    )
+    loaded = load_backend(args.mode, model_settings, warm_up)
+    if loaded.fallback_reason:
+        print(f"auto mode: serving the simulator: {loaded.fallback_reason}", file=sys.stderr)
+    try:
+        result = run_forecast(
+            loaded.backend,
+            history,
+            request,
+            defaults.forecast,
+            fallback_reason=loaded.fallback_reason,
+        )
+    except ForecastError as error:
+        raise UsageError(str(error)) from error
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        print(day_table(result).to_string(float_format=lambda v: f"{v:.4f}"))
+    if args.plot is not None:
+        title = (
+            f"{request.instrument}: {request.horizon_days} trading days, "
+            f"{result.forecast.sample_count} paths ({result.backend.name})"
+        )
+        plot_forecast(history.candles, result.forecast, args.plot, title=title)
+        print(f"plot written to {args.plot}", file=sys.stderr)
+
+
+def run_download(args: argparse.Namespace, defaults: Defaults) -> None:
     for spec in _specs(args):
-        resolved = resolve_artifact(spec, token=settings.hf_token, hub_timeout_s=args.hub_timeout)
+        resolved = resolve_artifact(
+            spec, token=defaults.model.hf_token, hub_timeout_s=args.hub_timeout
+        )
         print(
             f"{spec.repo_id}@{spec.revision or 'main'}: commit {resolved.sha} ({resolved.source})"
         )
         print(f"  {resolved.folder}")
 
 
-def run_push(args: argparse.Namespace, settings: Settings) -> None:
+def run_push(args: argparse.Namespace, defaults: Defaults) -> None:
+    token = defaults.model.hf_token
     spec = ArtifactSpec(str(args.folder))
     if not args.folder.is_dir():
         raise UsageError(f"{args.folder} is not a folder")
@@ -152,71 +229,17 @@ def run_push(args: argparse.Namespace, settings: Settings) -> None:
         url = module.push_to_hub(
             args.repo_id,
             private=args.private,
-            token=settings.hf_token,
+            token=token,
             branch=args.branch,
             commit_message=f"Upload Kronos {args.kind} checkpoint",
         )
     except (HfHubHTTPError, OSError, httpx2.HTTPError) as error:
-        detail = str(error).replace(settings.hf_token, "***") if settings.hf_token else str(error)
+        detail = mask_secrets(str(error), [token])
         raise ModelLoadError(args.repo_id, f"push failed: {detail}") from error
     print(url)
 
 
-def run_predict(args: argparse.Namespace, settings: Settings) -> None:
-    if args.plot is not None and not args.plot.parent.is_dir():
-        raise UsageError(f"--plot {args.plot}: the folder {args.plot.parent} does not exist")
-    try:
-        history = validate_candles(read_history_file(args.csv))
-        # The grid comes from the whole file: a short lookback must not lose the session's times.
-        grid = future_grid(pd.DatetimeIndex(history.index), args.pred_len)
-    except (OSError, ValueError) as error:
-        raise UsageError(f"{args.csv}: {error}") from error
-    candles = history.iloc[-args.lookback :]
-    x_timestamps = pd.DatetimeIndex(candles.index)
-    y_timestamps = grid.timestamps[: args.pred_len]
-    device = _device(args)
-    model_spec, tokenizer_spec = _specs(args)
-    loaded = load_artifacts(
-        model_spec,
-        tokenizer_spec,
-        device=device,
-        token=settings.hf_token,
-        hub_timeout_s=args.hub_timeout,
-    )
-    try:
-        predictor = KronosPredictor(
-            loaded.model, loaded.tokenizer, device, max_context=args.max_context, clip=args.clip
-        )
-        forecast = predictor.forecast(
-            candles,
-            x_timestamps,
-            y_timestamps,
-            args.pred_len,
-            sample_count=args.sample_count,
-            T=args.temperature,
-            top_k=args.top_k,
-            top_p=args.top_p,
-            quantiles=args.quantiles,
-            seed=args.seed,
-        )
-    except ValueError as error:
-        raise UsageError(str(error)) from error
-    if args.json:
-        document = {
-            "model": {"id": model_spec.repo_id, "sha": loaded.model_sha},
-            "tokenizer": {"id": tokenizer_spec.repo_id, "sha": loaded.tokenizer_sha},
-            **forecast_document(forecast),
-        }
-        print(json.dumps(document, indent=2))
-    else:
-        print(forecast_table(forecast).to_string(float_format=lambda v: f"{v:.4f}"))
-    if args.plot is not None:
-        title = f"{model_spec.repo_id}: {args.pred_len} bars, {forecast.sample_count} paths"
-        plot_forecast(candles, forecast, args.plot, title=title)
-        print(f"plot written to {args.plot}", file=sys.stderr)
-
-
-def run_info(args: argparse.Namespace, settings: Settings) -> None:
+def run_info(args: argparse.Namespace, defaults: Defaults) -> None:
     hub = HubEnvironment.from_env()
     try:
         device = str(_device(args))
@@ -227,7 +250,7 @@ def run_info(args: argparse.Namespace, settings: Settings) -> None:
         "hub_endpoint": hub.endpoint,
         "hub_cache": str(hub.cache_dir),
         "offline": hub.offline,
-        "hf_token": "set" if settings.hf_token else "not set",
+        "hf_token": "set" if defaults.model.hf_token else "not set",
         "artifacts": [
             _artifact_report(kind, spec, hub)
             for kind, spec in zip(("model", "tokenizer"), _specs(args), strict=True)
@@ -243,41 +266,19 @@ def run_info(args: argparse.Namespace, settings: Settings) -> None:
         print(f"{key}: {report[key]}")
 
 
-def forecast_table(forecast: Forecast) -> pd.DataFrame:
-    """Per future bar: the mean of each candle column, then each close quantile."""
-    table = forecast.mean_frame()
-    close = CANDLE_COLUMNS.index("close")
-    for level, values in zip(forecast.quantile_levels, forecast.quantiles, strict=True):
-        table[f"close_q{level:g}"] = values[:, close]
-    return table
-
-
-def forecast_document(forecast: Forecast) -> dict[str, Any]:
-    """The forecast as JSON-ready data: per bar its timestamp, mean and quantiles by column."""
-    quantiles = forecast.quantiles  # (Q, L, 6)
-    bars = []
-    for position, timestamp in enumerate(forecast.timestamps):
-        per_level = {
-            f"{level:g}": _by_column(quantiles[q, position])
-            for q, level in enumerate(forecast.quantile_levels)
+def day_table(result: ForecastResult) -> pd.DataFrame:
+    """The per-day summary as a table: one row per horizon day, the API's fields as columns."""
+    rows = [
+        {
+            "date": day["date"],
+            "predicted_price": day["predicted_price"],
+            **{f"q{key}": value for key, value in day["quantiles"].items()},
+            "probability_up": day["probability_up"],
+            "confidence": day["confidence"],
         }
-        bars.append(
-            {
-                "timestamp": timestamp.isoformat(),
-                "mean": _by_column(forecast.mean[position]),
-                "quantiles": per_level,
-            }
-        )
-    return {
-        "sample_count": forecast.sample_count,
-        "seed": forecast.seed,
-        "quantile_levels": list(forecast.quantile_levels),
-        "bars": bars,
-    }
-
-
-def _by_column(row: np.ndarray) -> dict[str, float]:
-    return {name: float(value) for name, value in zip(CANDLE_COLUMNS, row, strict=True)}
+        for day in result.days
+    ]
+    return pd.DataFrame(rows, index=pd.Index([day["day"] for day in result.days], name="day"))
 
 
 def _artifact_report(kind: str, spec: ArtifactSpec, hub: HubEnvironment) -> dict[str, Any]:
@@ -327,25 +328,45 @@ def _device(args: argparse.Namespace) -> torch.device:
         raise UsageError(str(error)) from error
 
 
-def _add_artifact_options(parser: argparse.ArgumentParser, settings: Settings) -> None:
+def _add_artifact_options(parser: argparse.ArgumentParser, model: ModelSettings) -> None:
     group = parser.add_argument_group("checkpoints (defaults from KRONOS_* variables)")
-    group.add_argument("--model", default=settings.model_id, help="hub repo id or local folder")
-    group.add_argument("--revision", default=settings.model_revision, help="branch, tag or sha")
-    group.add_argument("--tokenizer", default=settings.tokenizer_id)
-    group.add_argument("--tokenizer-revision", default=settings.tokenizer_revision)
+    group.add_argument("--model", default=model.model_id, help="hub repo id or local folder")
+    group.add_argument("--revision", default=model.model_revision, help="branch, tag or sha")
+    group.add_argument("--tokenizer", default=model.tokenizer_id)
+    group.add_argument("--tokenizer-revision", default=model.tokenizer_revision)
     group.add_argument(
-        "--hub-timeout", type=float, default=settings.hub_timeout_s, help="seconds per request"
+        "--hub-timeout", type=_positive_float, default=model.hub_timeout_s, help="s per request"
     )
 
 
-def _add_device_option(parser: argparse.ArgumentParser, settings: Settings) -> None:
-    parser.add_argument("--device", default=settings.device, help="cpu, cuda, cuda:N or auto")
+def _add_device_option(parser: argparse.ArgumentParser, model: ModelSettings) -> None:
+    parser.add_argument("--device", default=model.device, help="cpu, cuda, cuda:N or auto")
+
+
+def _model_settings(args: argparse.Namespace, defaults: Defaults) -> ModelSettings:
+    """The defaults with this command's checkpoint and device options."""
+    return dataclasses.replace(
+        defaults.model,
+        model_id=args.model,
+        model_revision=args.revision,
+        tokenizer_id=args.tokenizer,
+        tokenizer_revision=args.tokenizer_revision,
+        hub_timeout_s=args.hub_timeout,
+        device=args.device,
+    )
 
 
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
     return value
 
 

@@ -1,10 +1,9 @@
-"""The result type every forecaster returns (Kronos and the statistical simulator alike)."""
+"""`Forecast`, the sample paths `KronosPredictor.forecast` returns, and the candle columns."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -57,29 +56,3 @@ def check_quantile_levels(levels: Sequence[float]) -> tuple[float, ...]:
     if any(not 0.0 < q < 1.0 for q in out):
         raise ValueError(f"quantiles: every level must lie strictly between 0 and 1, got {out}")
     return out
-
-
-class Forecaster(Protocol):
-    """What the service calls: `KronosPredictor` and `StatisticalSimulator` both satisfy it."""
-
-    def forecast(
-        self,
-        df: pd.DataFrame,
-        x_timestamp: pd.Series | pd.DatetimeIndex,
-        y_timestamp: pd.Series | pd.DatetimeIndex,
-        pred_len: int,
-        *,
-        sample_count: int = 1,
-        T: float = 1.0,
-        top_k: int = 0,
-        top_p: float = 0.9,
-        quantiles: Sequence[float] = DEFAULT_QUANTILES,
-        seed: int | None = None,
-        deadline: float | None = None,
-    ) -> Forecast:
-        """Forecast `pred_len` bars after the history `df` (rows indexed like `x_timestamp`).
-
-        `deadline` is a `time.monotonic()` instant; past it the forecaster gives up with
-        `TimeoutError` instead of finishing work nobody will receive.
-        """
-        ...

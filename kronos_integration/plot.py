@@ -1,7 +1,8 @@
 """A PNG of a forecast: the recent close history, the median close path and a quantile band.
 
 Bars are drawn at equal spacing (x = bar number, labelled with timestamps), so intraday bars are
-not squeezed between nights and weekends.
+not squeezed between nights and weekends. Labels show dates for daily bars, dates and times of day
+for intraday bars.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from kronos_integration.forecast import CANDLE_COLUMNS, Forecast
+from kronos_integration.grid import infer_bar_interval
 
 CLOSE = CANDLE_COLUMNS.index("close")
 MIN_HISTORY_SHOWN = 60
@@ -46,7 +48,9 @@ def plot_forecast(history: pd.DataFrame, forecast: Forecast, path: Path, *, titl
     stamps = pd.DatetimeIndex(shown.index).append(pd.DatetimeIndex(forecast.timestamps))
     positions = np.linspace(0, len(stamps) - 1, num=min(TICK_COUNT, len(stamps))).astype(int)
     axes.set_xticks(positions - len(shown))
-    axes.set_xticklabels([stamps[p].strftime("%Y-%m-%d\n%H:%M") for p in positions], fontsize=8)
+    daily = infer_bar_interval(pd.DatetimeIndex(stamps)) >= pd.Timedelta(days=1)
+    label = "%Y-%m-%d" if daily else "%Y-%m-%d\n%H:%M"
+    axes.set_xticklabels([stamps[p].strftime(label) for p in positions], fontsize=8)
     axes.set_title(title)
     axes.set_ylabel("close")
     axes.grid(alpha=0.3)

@@ -31,14 +31,13 @@ from huggingface_hub.errors import (
 from huggingface_hub.utils import validate_repo_id
 
 from kronos_integration.model import Kronos, KronosTokenizer
+from kronos_integration.redact import mask_secrets
 
 logger = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 CHECKPOINT_FILES: tuple[str, ...] = (CONFIG_FILE, WEIGHTS_FILE)
-DEFAULT_MODEL_ID = "NeoQuasar/Kronos-small"
-DEFAULT_TOKENIZER_ID = "NeoQuasar/Kronos-Tokenizer-base"
 DEFAULT_REVISION = "main"
 
 MLFLOW_PREFIX = "models:/"
@@ -207,7 +206,7 @@ def resolve_artifact(
     except (HfHubHTTPError, EntryNotFoundError) as exc:  # before OSError: HfHubHTTPError is one
         raise ModelLoadError(spec.repo_id, _describe_hub_error(exc, revision, token)) from exc
     except (OSError, httpx2.HTTPError) as exc:
-        reason = f"download of revision {revision!r} failed: {_redact(str(exc), token)}"
+        reason = f"download of revision {revision!r} failed: {mask_secrets(str(exc), [token])}"
         raise ModelLoadError(spec.repo_id, reason) from exc
     resolved = ResolvedArtifact(spec=spec, folder=folder, sha=folder.name, source=source)
     logger.info(
@@ -399,7 +398,7 @@ def _describe_hub_error(
     status = response.status_code if response is not None else None
     if status in (401, 403):
         return f"the hub refused access (HTTP {status}): check HF_TOKEN"
-    return f"hub error (HTTP {status}): {_redact(str(exc), token)}"
+    return f"hub error (HTTP {status}): {mask_secrets(str(exc), [token])}"
 
 
 def load_module(cls: type[_Module], resolved: ResolvedArtifact, device: torch.device) -> _Module:
@@ -415,7 +414,3 @@ def load_module(cls: type[_Module], resolved: ResolvedArtifact, device: torch.de
         reason = f"{cls.__name__} checkpoint in {resolved.folder} is unusable: {problem}"
         raise ModelLoadError(repo_id, reason) from exc
     return module.to(device).eval()
-
-
-def _redact(text: str, token: str | None) -> str:
-    return text.replace(token, "***") if token else text

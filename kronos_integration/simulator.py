@@ -11,23 +11,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from kronos_integration.forecast import (
-    CANDLE_COLUMNS,
-    DEFAULT_QUANTILES,
-    PRICE_COLUMNS,
-    Forecast,
-    check_quantile_levels,
-)
+from kronos_integration.forecast import CANDLE_COLUMNS, PRICE_COLUMNS
 
 logger = logging.getLogger(__name__)
 
 MIN_RETURNS = 2
+SIMULATOR_VERSION = "statistical-simulator/ewma-fhs-1"
 
 
 @dataclass(frozen=True)
@@ -47,10 +41,9 @@ class Calibration:
 
 
 class StatisticalSimulator:
-    """Drift + EWMA-volatility simulator of OHLCV bars; satisfies `Forecaster`.
+    """Drift + EWMA-volatility simulator of OHLCV bars.
 
-    `T` scales every shock (like a sampling temperature); `top_k` and `top_p` have no meaning
-    here and are accepted only to keep the `Forecaster` signature.
+    The temperature scales every shock, like a sampling temperature.
     """
 
     def __init__(self, ewma_lambda: float = 0.94) -> None:
@@ -96,27 +89,22 @@ class StatisticalSimulator:
             has_volume=bool(traded.any()),
         )
 
-    def forecast(
+    def sample_paths(
         self,
-        df: pd.DataFrame,
-        x_timestamp: pd.Series | pd.DatetimeIndex,
-        y_timestamp: pd.Series | pd.DatetimeIndex,
+        candles: pd.DataFrame,
         pred_len: int,
         *,
         sample_count: int = 1,
-        T: float = 1.0,
-        top_k: int = 0,
-        top_p: float = 0.9,
-        quantiles: Sequence[float] = DEFAULT_QUANTILES,
+        temperature: float = 1.0,
         seed: int | None = None,
         deadline: float | None = None,
-    ) -> Forecast:
-        """Simulate `sample_count` paths of `pred_len` bars after `df`.
+    ) -> np.ndarray:
+        """Simulate `sample_count` paths of `pred_len` bars after `candles`.
 
-        The simulation is one vectorised pass, so `deadline` is checked once, before it starts.
-
-        Returns a Forecast whose `paths` is float64 (sample_count, pred_len, 6) in price units.
-        Raises ValueError on bad candles, mismatched lengths, pred_len or sample_count < 1, T <= 0.
+        The simulation is one vectorised pass, so `deadline` (a `time.monotonic()` instant) is
+        checked once, before it starts. Returns float64 (sample_count, pred_len, 6) in price units,
+        columns `CANDLE_COLUMNS`. Raises ValueError on bad candles, pred_len or sample_count < 1,
+        or a temperature that is not positive.
         """
         if deadline is not None and time.monotonic() > deadline:
             raise TimeoutError("the simulation's deadline passed before it started")
@@ -124,16 +112,11 @@ class StatisticalSimulator:
             raise ValueError(f"pred_len must be at least 1, got {pred_len}")
         if sample_count < 1:
             raise ValueError(f"sample_count must be at least 1, got {sample_count}")
-        if not T > 0:
-            raise ValueError(f"T (temperature) must be positive, got {T}")
-        if len(x_timestamp) != len(df):
-            raise ValueError(f"x_timestamp has {len(x_timestamp)} entries, df has {len(df)} rows")
-        if len(y_timestamp) != pred_len:
-            raise ValueError(f"y_timestamp has {len(y_timestamp)} entries, pred_len is {pred_len}")
-        levels = check_quantile_levels(quantiles)
-        calibration = self.calibrate(df)
-        paths = self._simulate(calibration, pred_len, sample_count, T, np.random.default_rng(seed))
-        return Forecast(pd.DatetimeIndex(y_timestamp), paths, levels, seed)
+        if not temperature > 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        calibration = self.calibrate(candles)
+        rng = np.random.default_rng(seed)
+        return self._simulate(calibration, pred_len, sample_count, temperature, rng)
 
     def _simulate(
         self,

@@ -3,7 +3,7 @@
 - `mode` ("simulated" by default; parametrize it with `indirect=True` for "kronos" or "auto")
 - `settings`: a `Settings` for that mode: kronos loads the tiny checkpoints saved by
   `tests/checkpoints.py`; auto points at a model folder that does not exist, so it falls back
-- `app`: `create_app(settings)` with the service loaded (what gunicorn's worker hook does)
+- `app`: `create_app(settings)` with its backend loaded (what gunicorn's worker hook does)
 - `client`: the Flask test client of `app`
 """
 
@@ -20,10 +20,10 @@ import torch
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app import create_app
 from app.settings import Settings
 from tests.canaries import HF_TOKEN_CANARY, SECRETS
 from tests.checkpoints import make_tiny_checkpoints
+from tests.support import loaded_app, make_settings
 
 MODES = ("simulated", "kronos", "auto")
 
@@ -101,11 +101,11 @@ def mode(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def settings(mode: str, request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     if mode == "simulated":
-        return Settings(mode="simulated")
+        return make_settings(mode="simulated")
     if mode == "auto":
-        return Settings(mode="auto", model_id=str(tmp_path / "no-such-model"))
+        return make_settings(mode="auto", model_id=str(tmp_path / "no-such-model"))
     model_dir, tokenizer_dir = request.getfixturevalue("tiny_checkpoints")
-    return Settings(
+    return make_settings(
         mode="kronos",
         model_id=str(model_dir),
         tokenizer_id=str(tokenizer_dir),
@@ -114,11 +114,8 @@ def settings(mode: str, request: pytest.FixtureRequest, tmp_path: Path) -> Setti
 
 
 @pytest.fixture
-def app(settings: Settings) -> Iterator[Flask]:
-    app = create_app(settings)
-    app.config["TESTING"] = True
-    app.extensions["kronos.service"].load()
-    yield app
+def app(settings: Settings) -> Flask:
+    return loaded_app(settings)
 
 
 @pytest.fixture

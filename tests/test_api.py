@@ -3,7 +3,6 @@ Kronos checkpoints, auto falling back from a model folder that does not exist)."
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import logging
@@ -13,11 +12,10 @@ import pandas as pd
 import pytest
 
 from app import create_app
-from app.schemas import BatchResponseSchema, ModelsSchema, PredictResponseSchema, ProblemSchema
-from app.settings import Settings
+from app.schemas import BatchResponseSchema, ModelsSchema, PredictResponseSchema
 from tests.candles import candle_records, make_candles
+from tests.support import SEED_REQUEST, assert_problem, loaded_app, make_settings, state_of
 
-SEED_REQUEST = {"isin": "US67066G1040", "horizon_days": 5}
 OTHER_ISIN = "US0378331005"
 SEED_RESPONSE_FIELDS = {
     "isin",
@@ -30,18 +28,6 @@ SEED_RESPONSE_FIELDS = {
 }
 EXPECTED_MODEL = {"simulated": "simulated", "kronos": "kronos", "auto": "simulated"}
 all_modes = pytest.mark.parametrize("mode", ["simulated", "kronos", "auto"], indirect=True)
-
-
-def assert_problem(response, status: int, field: str | None = None) -> dict:
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == "application/problem+json"
-    body = response.get_json()
-    assert ProblemSchema().validate(body) == {}
-    assert body["status"] == status
-    assert body["request_id"] == response.headers["X-Request-ID"]
-    if field is not None:
-        assert field in body["errors"], body
-    return body
 
 
 def with_candles(frame: pd.DataFrame, **fields) -> dict:
@@ -185,8 +171,7 @@ def test_one_sample_has_no_confidence(client):
 
 def test_history_from_the_data_folder(tmp_path):
     make_candles(80).reset_index().to_csv(tmp_path / f"{OTHER_ISIN}.csv", index=False)
-    app = create_app(Settings(mode="simulated", data_dir=tmp_path))
-    app.extensions["kronos.service"].load()
+    app = loaded_app(make_settings(mode="simulated", data_dir=tmp_path))
     body = (
         app.test_client().post("/predict", json={"isin": OTHER_ISIN, "horizon_days": 1}).get_json()
     )
@@ -196,8 +181,7 @@ def test_history_from_the_data_folder(tmp_path):
 
 @pytest.mark.parametrize("mode", ["kronos"], indirect=True)
 def test_kronos_mode_without_history_says_how_to_supply_it(settings):
-    app = create_app(dataclasses.replace(settings, allow_synthetic_history=False))
-    app.extensions["kronos.service"].load()
+    app = loaded_app(make_settings(settings, allow_synthetic_history=False))
     response = app.test_client().post("/predict", json=SEED_REQUEST)
     body = assert_problem(response, 404)
     assert "candles" in body["detail"] and "KRONOS_DATA_DIR" in body["detail"]
@@ -205,8 +189,7 @@ def test_kronos_mode_without_history_says_how_to_supply_it(settings):
 
 @pytest.mark.parametrize("mode", ["kronos"], indirect=True)
 def test_default_lookback_leaves_room_for_the_horizon(settings):
-    app = create_app(dataclasses.replace(settings, max_context=64, lookback=400))
-    app.extensions["kronos.service"].load()
+    app = loaded_app(make_settings(settings, max_context=64, lookback=400))
     body = app.test_client().post("/predict", json={**SEED_REQUEST, "sample_count": 1}).get_json()
     assert body["metadata"]["lookback_periods"] == 64 - 5
     assert body["metadata"]["max_context"] == 64
@@ -230,8 +213,7 @@ def test_a_forecast_past_the_year_9999_is_refused_not_a_500(client):
 
 @pytest.mark.parametrize("mode", ["kronos"], indirect=True)
 def test_kronos_refuses_more_future_bars_than_its_context_window(settings):
-    app = create_app(dataclasses.replace(settings, max_context=64, max_prediction_bars=512))
-    app.extensions["kronos.service"].load()
+    app = loaded_app(make_settings(settings, max_context=64, max_prediction_bars=512))
     hourly = make_candles(100, freq="h", start="2025-03-03 00:00")  # 24 bars a day
     request = with_candles(hourly, horizon_days=3, sample_count=1)
     response = app.test_client().post("/predict", json=request)
@@ -422,16 +404,14 @@ def test_limits_name_their_variable(client):
 
 
 def test_candle_count_limit():
-    app = create_app(Settings(mode="simulated", max_candles=50))
-    app.extensions["kronos.service"].load()
+    app = loaded_app(make_settings(mode="simulated", max_candles=50))
     request = {**SEED_REQUEST, "candles": candle_records(make_candles(51))}
     body = assert_problem(app.test_client().post("/predict", json=request), 422, "candles")
     assert "KRONOS_MAX_CANDLES=50" in body["errors"]["candles"][0]
 
 
 def test_body_over_the_limit_is_413():
-    app = create_app(Settings(mode="simulated", max_body_bytes=4096))
-    app.extensions["kronos.service"].load()
+    app = loaded_app(make_settings(mode="simulated", max_body_bytes=4096))
     request = {**SEED_REQUEST, "candles": candle_records(make_candles(200))}
     body = assert_problem(app.test_client().post("/predict", json=request), 413)
     assert "4096" in body["detail"]
@@ -440,8 +420,7 @@ def test_body_over_the_limit_is_413():
 def test_a_chunked_body_over_the_limit_is_413_not_a_truncated_400():
     """Without Content-Length (chunked transfer), werkzeug stops reading at the limit and hands
     back a truncated body; gunicorn marks such input as terminated, as set here."""
-    app = create_app(Settings(mode="simulated", max_body_bytes=4096))
-    app.extensions["kronos.service"].load()
+    app = loaded_app(make_settings(mode="simulated", max_body_bytes=4096))
     request = json.dumps({**SEED_REQUEST, "candles": candle_records(make_candles(200))})
     response = app.test_client().post(
         "/predict",
@@ -470,15 +449,17 @@ def test_wrong_method_and_unknown_path(client, method, path, status):
         assert response.headers["Allow"]
 
 
-class BrokenForecaster:
-    """A hand-written fake: the real forecasters have no failure a test can provoke at will."""
+def break_the_backend(app, monkeypatch) -> None:
+    """The serving backend's own method fails, so the whole serving path runs up to it."""
 
-    def forecast(self, *args, **kwargs):
+    def broken(tasks):
         raise RuntimeError("secret internals /srv/model.py line 3")
 
+    monkeypatch.setattr(state_of(app).backend, "forecast", broken)
 
-def test_unexpected_error_is_500_without_internals(client, app, caplog):
-    app.extensions["kronos.service"]._forecaster = BrokenForecaster()
+
+def test_unexpected_error_is_500_without_internals(client, app, caplog, monkeypatch):
+    break_the_backend(app, monkeypatch)
     with caplog.at_level(logging.ERROR):
         response = client.post("/predict", json=SEED_REQUEST, headers={"X-Request-ID": "req-42"})
     body = assert_problem(response, 500)
@@ -487,8 +468,10 @@ def test_unexpected_error_is_500_without_internals(client, app, caplog):
     assert any("req-42" in r.getMessage() and r.exc_info for r in caplog.records)
 
 
-def test_an_unexpected_batch_item_failure_is_logged_with_the_request_id(client, app, caplog):
-    app.extensions["kronos.service"]._forecaster = BrokenForecaster()
+def test_an_unexpected_batch_item_failure_is_logged_with_the_request_id(
+    client, app, caplog, monkeypatch
+):
+    break_the_backend(app, monkeypatch)
     with caplog.at_level(logging.ERROR):
         response = client.post(
             "/predict/batch", json={"items": [SEED_REQUEST]}, headers={"X-Request-ID": "req-77"}
@@ -499,17 +482,16 @@ def test_an_unexpected_batch_item_failure_is_logged_with_the_request_id(client, 
     assert any("req-77" in r.getMessage() and r.exc_info for r in caplog.records)
 
 
-def test_a_forecast_that_is_not_finite_is_refused_not_sent_as_nan(client, app):
-    service = app.extensions["kronos.service"]
-    inner = service._forecaster
+def test_a_forecast_that_is_not_finite_is_refused_not_sent_as_nan(client, app, monkeypatch):
+    backend = state_of(app).backend
+    honest = backend.forecast
 
-    class Overflowing:
-        def forecast(self, *args, **kwargs):
-            result = inner.forecast(*args, **kwargs)
-            result.paths[0, 0, 3] = float("inf")
-            return result
+    def overflowing(tasks):
+        paths = honest(tasks)
+        paths[0][0, 0, 3] = float("inf")
+        return paths
 
-    service._forecaster = Overflowing()
+    monkeypatch.setattr(backend, "forecast", overflowing)
     body = assert_problem(client.post("/predict", json=SEED_REQUEST), 422, "candles")
     assert "not finite" in body["detail"]
 
@@ -589,7 +571,7 @@ def test_health_ready_and_models(client, mode, settings):
     assert models["load_seconds"] > 0
     assert pd.Timestamp(models["loaded_at"]).tzinfo is not None
     if mode == "kronos":
-        assert models["model"]["id"] == settings.model_id
+        assert models["model"]["id"] == settings.model.model_id
         assert models["model"]["sha"] is None  # a local folder has no commit
         assert models["model"]["parameters"] > 1000
         assert models["tokenizer"]["parameters"] > 1000
@@ -603,7 +585,7 @@ def test_health_ready_and_models(client, mode, settings):
 
 @pytest.mark.parametrize("mode", ["kronos"], indirect=True)
 def test_parameter_counts_are_taken_once_at_load_not_per_request(client, app):
-    artifacts = app.extensions["kronos.service"].artifacts
+    artifacts = state_of(app).backend.artifacts
     counted = client.get("/models").get_json()
 
     def no_walk(*args, **kwargs):
@@ -618,22 +600,22 @@ def test_parameter_counts_are_taken_once_at_load_not_per_request(client, app):
 
 
 def test_not_ready_until_loaded():
-    app = create_app(Settings(mode="simulated"))
+    app = create_app(make_settings(mode="simulated"))
     client = app.test_client()
     assert client.get("/health").status_code == 200
     assert_problem(client.get("/health/ready"), 503)
     assert_problem(client.post("/predict", json=SEED_REQUEST), 503)
     assert client.get("/models").get_json()["ready"] is False
-    app.extensions["kronos.service"].load()
+    state_of(app).load()
     assert client.get("/health/ready").status_code == 200
 
 
 def test_kronos_mode_load_failure_raises(tmp_path):
     from kronos_integration.registry import ModelLoadError
 
-    app = create_app(Settings(mode="kronos", model_id=str(tmp_path / "missing")))
+    app = create_app(make_settings(mode="kronos", model_id=str(tmp_path / "missing")))
     with pytest.raises(ModelLoadError, match="missing"):
-        app.extensions["kronos.service"].load()
+        state_of(app).load()
     assert app.test_client().get("/health/ready").status_code == 503
 
 
@@ -643,14 +625,14 @@ def test_auto_mode_falls_back_when_the_warm_up_forecast_fails(tiny_checkpoints, 
     def broken_forecast(self, *args, **kwargs):
         raise RuntimeError("kernel exploded")
 
-    monkeypatch.setattr(KronosPredictor, "forecast", broken_forecast)
+    monkeypatch.setattr(KronosPredictor, "forecast_batch", broken_forecast)
     model_dir, tokenizer_dir = tiny_checkpoints
     specs = {"model_id": str(model_dir), "tokenizer_id": str(tokenizer_dir)}
-    service = create_app(Settings(mode="auto", **specs)).extensions["kronos.service"]
-    service.load()
-    assert service.serving == "simulated" and service.artifacts is None
-    assert "kernel exploded" in service.fallback_reason
-    strict = create_app(Settings(mode="kronos", **specs)).extensions["kronos.service"]
+    state = state_of(create_app(make_settings(mode="auto", **specs)))
+    state.load()
+    assert state.serving == "simulated" and state.backend.info.artifacts == {}
+    assert "kernel exploded" in state.fallback_reason
+    strict = state_of(create_app(make_settings(mode="kronos", **specs)))
     with pytest.raises(RuntimeError, match="kernel exploded"):
         strict.load()
     assert not strict.ready
@@ -661,11 +643,11 @@ def test_a_cuda_device_that_is_not_there_is_a_start_up_error(tiny_checkpoints):
 
     model_dir, tokenizer_dir = tiny_checkpoints
     for mode in ("kronos", "auto"):
-        settings = Settings(
+        settings = make_settings(
             mode=mode, device="cuda:7", model_id=str(model_dir), tokenizer_id=str(tokenizer_dir)
         )
         with pytest.raises(SettingsError, match="KRONOS_DEVICE"):
-            create_app(settings).extensions["kronos.service"].load()
+            state_of(create_app(settings)).load()
 
 
 def test_openapi_is_generated_from_the_schemas(client):

@@ -15,10 +15,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from app.schemas import PredictResponseSchema
 from kronos_integration.cli import main
-from kronos_integration.registry import DEFAULT_MODEL_ID, DEFAULT_TOKENIZER_ID
+from kronos_integration.config import DEFAULT_MODEL_ID, DEFAULT_TOKENIZER_ID
 from tests.checkpoints import GOLDEN
 from tests.hub_fixtures import build_hub_cache, fake_sha, point_hub_at, running_fake_hub
+from tests.support import loaded_app, make_settings
 
 MODEL_DIR = GOLDEN / "tiny-model"
 TOKENIZER_DIR = GOLDEN / "tiny-tokenizer"
@@ -51,42 +53,44 @@ def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, s
     return status, captured.out, captured.err
 
 
-PREDICT = ["predict", str(CANDLES), "--pred-len", "4", "--sample-count", "3", "--seed", "7"]
+PREDICT = ["predict", str(CANDLES), "--horizon-days", "1", "--sample-count", "3", "--seed", "7"]
 
 
-def test_predict_prints_a_reproducible_table(capsys: pytest.CaptureFixture[str]) -> None:
+def test_predict_prints_a_reproducible_day_table(capsys: pytest.CaptureFixture[str]) -> None:
     status, first, _ = run_cli(capsys, *PREDICT, *LOCAL)
     assert status == 0
     lines = first.strip().splitlines()
     assert lines[0].split() == [
-        *("open", "high", "low", "close", "volume", "amount"),
-        *("close_q0.1", "close_q0.5", "close_q0.9"),
+        *("date", "predicted_price", "q0.1", "q0.5", "q0.9", "probability_up", "confidence")
     ]
-    assert len(lines) == 2 + 4  # header, index name, 4 bars
+    assert len(lines) == 2 + 1  # header, index name, 1 day
+    assert lines[2].split()[:2] == ["1", "2024-07-01"]
     assert run_cli(capsys, *PREDICT, *LOCAL)[1] == first  # same seed, same forecast
 
 
-def test_predict_json_follows_the_history(capsys: pytest.CaptureFixture[str]) -> None:
-    status, out, _ = run_cli(capsys, *PREDICT, *LOCAL, "--json", "--quantiles", "0.25,0.75")
+def test_predict_json_is_the_api_document(capsys: pytest.CaptureFixture[str]) -> None:
+    options = ["--json", "--quantiles", "0.25,0.75", "--include-path"]
+    status, out, _ = run_cli(capsys, *PREDICT, *LOCAL, *options)
     assert status == 0
     document = json.loads(out)
-    assert document["model"] == {"id": str(MODEL_DIR), "sha": None}
-    assert (document["seed"], document["sample_count"]) == (7, 3)
-    assert document["quantile_levels"] == [0.25, 0.75]
-    bars = document["bars"]
+    assert (
+        PredictResponseSchema().validate(
+            {**document, "metadata": {**document["metadata"], "worker_pid": 1}}
+        )
+        == {}
+    )
+    assert (document["model"], document["model_version"]) == ("kronos", str(MODEL_DIR))
+    assert document["isin"] == "candles" and document["prediction_horizon_days"] == 1
+    meta = document["metadata"]
+    assert (meta["seed"], meta["sample_count"], meta["quantiles"]) == (7, 3, [0.25, 0.75])
+    assert meta["fallback_reason"] is None and meta["history_source"] == "request"
+    (day,) = document["predictions"]
+    assert set(day["quantiles"]) == {"0.25", "0.75"}
+    assert day["quantiles"]["0.25"] <= day["quantiles"]["0.75"]
     last_candle = pd.Timestamp(pd.read_csv(CANDLES)["timestamps"].iloc[-1])
-    stamps = [pd.Timestamp(bar["timestamp"]) for bar in bars]
-    assert len(bars) == 4 and stamps[0] > last_candle and stamps == sorted(stamps)
-    for bar in bars:
-        low, high = bar["quantiles"]["0.25"]["close"], bar["quantiles"]["0.75"]["close"]
-        assert low <= high and set(bar["mean"]) == {
-            "open",
-            "high",
-            "low",
-            "close",
-            "volume",
-            "amount",
-        }
+    stamps = [pd.Timestamp(bar["timestamp"]) for bar in document["path"]]
+    assert stamps[0] > last_candle and stamps == sorted(stamps)
+    assert stamps[-1] == pd.Timestamp(day["timestamp"])
 
 
 def test_predict_writes_a_png(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -96,14 +100,26 @@ def test_predict_writes_a_png(capsys: pytest.CaptureFixture[str], tmp_path: Path
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 10_000
 
 
+def test_predict_in_simulated_mode_needs_no_weights(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    plot = tmp_path / "simulated.png"
+    status, out, _ = run_cli(capsys, *PREDICT, "--mode", "simulated", "--json", "--plot", str(plot))
+    assert status == 0 and plot.is_file()
+    document = json.loads(out)
+    assert document["model"] == "simulated" and document["metadata"]["fallback_reason"] is None
+
+
 def test_predict_from_the_hub_cache_with_default_ids(
     capsys: pytest.CaptureFixture[str], warm_cache: Path
 ) -> None:
     status, out, _ = run_cli(capsys, *PREDICT, "--json")
     assert status == 0
     document = json.loads(out)
-    assert document["model"] == {"id": DEFAULT_MODEL_ID, "sha": fake_sha("cli-model")}
-    assert document["tokenizer"] == {"id": DEFAULT_TOKENIZER_ID, "sha": fake_sha("cli-tok")}
+    assert document["model_version"] == DEFAULT_MODEL_ID
+    assert document["metadata"]["model_revision"] == fake_sha("cli-model")
+    tokenizer = document["metadata"]["tokenizer"]
+    assert (tokenizer["id"], tokenizer["sha"]) == (DEFAULT_TOKENIZER_ID, fake_sha("cli-tok"))
 
 
 def test_predict_rejects_candles_without_a_close_column(
@@ -111,15 +127,18 @@ def test_predict_rejects_candles_without_a_close_column(
 ) -> None:
     broken = tmp_path / "broken.csv"
     pd.read_csv(CANDLES).drop(columns=["close"]).to_csv(broken, index=False)
-    status, out, err = run_cli(capsys, "predict", str(broken), *LOCAL)
+    status, out, err = run_cli(capsys, "predict", str(broken), "--horizon-days", "1", *LOCAL)
     assert status == 2 and "close" in err and out == ""
 
 
-def test_predict_with_a_cold_cache_offline_names_the_repo(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    status, _, err = run_cli(capsys, *PREDICT)
+def test_predict_with_a_cold_cache_offline(capsys: pytest.CaptureFixture[str]) -> None:
+    status, _, err = run_cli(capsys, *PREDICT, "--mode", "kronos")
     assert status == 1 and DEFAULT_MODEL_ID in err and "not in the cache" in err
+    status, out, err = run_cli(capsys, *PREDICT, "--json")  # auto: the simulator, saying why
+    assert status == 0 and "serving the simulator" in err
+    document = json.loads(out)
+    assert document["model"] == "simulated"
+    assert DEFAULT_MODEL_ID in document["metadata"]["fallback_reason"]
 
 
 def test_unknown_device_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -220,25 +239,47 @@ def test_a_short_lookback_keeps_the_trading_grid_of_the_whole_file(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     # The last 40 bars all lie on one afternoon; the grid must still come from the whole file.
-    status, out, _ = run_cli(capsys, *PREDICT, *LOCAL, "--json", "--lookback", "40")
+    options = ["--json", "--include-path", "--lookback", "40", "--horizon-days", "2"]
+    status, out, _ = run_cli(capsys, *PREDICT, *LOCAL, *options)
     assert status == 0
-    stamps = [pd.Timestamp(bar["timestamp"]) for bar in json.loads(out)["bars"]]
+    document = json.loads(out)
+    assert document["metadata"]["lookback_periods"] == 40
+    stamps = [pd.Timestamp(bar["timestamp"]) for bar in document["path"]]
     golden = pd.read_csv(GOLDEN / "future_timestamps.csv")["timestamps"]
-    assert stamps == [pd.Timestamp(value) for value in golden.iloc[:4]]
+    assert stamps[: len(golden)] == [pd.Timestamp(value) for value in golden]
 
 
-@pytest.mark.parametrize(
-    ("option", "message"),
-    [
-        (["--plot", "/nonexistent-folder/forecast.png"], "/nonexistent-folder does not exist"),
-        (["--clip", "-1"], "clip"),
-    ],
-)
-def test_bad_predict_options_are_usage_errors(
-    capsys: pytest.CaptureFixture[str], option: list[str], message: str
+def test_bad_predict_options_are_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    plot = ["--plot", "/nonexistent-folder/forecast.png"]
+    status, out, err = run_cli(capsys, *PREDICT, *LOCAL, *plot)
+    assert status == 2 and "/nonexistent-folder does not exist" in err and out == ""
+    for option in (["--clip", "-1"], ["--mode", "fast"], ["--horizon-days", "0"]):
+        with pytest.raises(SystemExit) as caught:
+            main([*PREDICT, *LOCAL, *option])
+        assert caught.value.code == 2
+        assert option[0] in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("mode", ["simulated", "kronos"])
+def test_the_cli_and_the_api_give_the_same_days(
+    capsys: pytest.CaptureFixture[str], mode: str
 ) -> None:
-    status, out, err = run_cli(capsys, *PREDICT, *LOCAL, *option)
-    assert status == 2 and message in err and out == ""
+    options = ["--mode", mode, "--json", "--horizon-days", "2", "--quantiles", "0.05,0.5,0.95"]
+    status, out, _ = run_cli(capsys, *PREDICT, *LOCAL, *options)
+    assert status == 0
+    settings = make_settings(mode=mode, model_id=str(MODEL_DIR), tokenizer_id=str(TOKENIZER_DIR))
+    frame = pd.read_csv(CANDLES).rename(columns={"timestamps": "timestamp"})
+    request = {
+        "isin": "US0378331005",
+        "horizon_days": 2,
+        "sample_count": 3,
+        "seed": 7,
+        "quantiles": [0.05, 0.5, 0.95],
+        "candles": frame.to_dict(orient="records"),
+    }
+    answer = loaded_app(settings).test_client().post("/predict", json=request).get_json()
+    assert answer["model"] == mode
+    assert answer["predictions"] == json.loads(out)["predictions"]
 
 
 def test_info_says_a_malformed_repo_id_will_not_load(capsys: pytest.CaptureFixture[str]) -> None:

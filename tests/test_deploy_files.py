@@ -24,7 +24,9 @@ from huggingface_hub import constants as hub_constants
 
 from app import create_app
 from app.settings import Settings
-from kronos_integration.cli import build_parser
+from kronos_integration.cli import Defaults, build_parser
+from kronos_integration.config import ForecastSettings, ModelSettings
+from tests.support import make_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 K8S = ROOT / "deploy" / "k8s"
@@ -94,14 +96,18 @@ def container_environment(container: dict[str, Any]) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def routes() -> set[str]:
-    app = create_app(Settings(mode="simulated"))
+    app = create_app(make_settings(mode="simulated"))
     return {rule.rule for rule in app.url_map.iter_rules()}
 
 
 @pytest.fixture(scope="module")
 def settings_names() -> set[str]:
     """Environment variable names the service's own code reads (settings and gunicorn config)."""
-    sources = [ROOT / "app" / "settings.py", ROOT / "gunicorn.conf.py"]
+    sources = [
+        ROOT / "app" / "settings.py",
+        ROOT / "kronos_integration" / "config.py",
+        ROOT / "gunicorn.conf.py",
+    ]
     text = "".join(path.read_text() for path in sources if path.is_file())
     return set(re.findall(r"\"((?:KRONOS|HF)_[A-Z0-9_]+)\"", text))
 
@@ -110,7 +116,7 @@ def assert_names_are_read(names: set[str], settings_names: set[str]) -> None:
     hub_source = Path(hub_constants.__file__).read_text()
     for name in names:
         if name.startswith("KRONOS_"):
-            assert name in settings_names, f"{name} is not read by app/settings.py"
+            assert name in settings_names, f"{name} is not read by the settings"
         elif name.startswith("HF_"):
             assert name in settings_names or f'"{name}"' in hub_source, f"{name}: unknown"
         else:
@@ -152,7 +158,10 @@ def test_image_can_preload_the_models_with_the_cli() -> None:
     preload = next(run for run in instruction_args("RUN") if "PRELOAD_MODELS" in run)
     assert "python -m kronos_integration download" in preload
     assert "type=secret,id=hf_token" in preload  # the token is never a build arg or layer
-    assert build_parser(Settings()).parse_args(["download"]).command == "download"
+    assert (
+        build_parser(Defaults(ModelSettings(), ForecastSettings())).parse_args(["download"]).command
+        == "download"
+    )
 
 
 def test_image_environment_is_read_by_the_code(settings_names: set[str]) -> None:
@@ -221,7 +230,7 @@ def test_compose_serves_on_5001_with_a_cache_volume(settings_names: set[str]) ->
     env = compose_environment(service)
     assert_names_are_read(set(env), settings_names)
     settings = Settings.from_env(env)
-    assert (settings.port, settings.mode, settings.device) == (port, "auto", "cpu")
+    assert (settings.port, settings.mode, settings.model.device) == (port, "auto", "cpu")
 
 
 def test_gpu_compose_selects_cuda_and_reserves_an_nvidia_device(settings_names: set[str]) -> None:
@@ -229,7 +238,7 @@ def test_gpu_compose_selects_cuda_and_reserves_an_nvidia_device(settings_names: 
     gpu = yaml.safe_load((ROOT / "docker-compose.gpu.yml").read_text())["services"]["ai-service"]
     env = compose_environment(base) | compose_environment(gpu)
     assert_names_are_read(set(env), settings_names)
-    assert Settings.from_env(env).device == "cuda:0"
+    assert Settings.from_env(env).model.device == "cuda:0"
     (device,) = gpu["deploy"]["resources"]["reservations"]["devices"]
     assert device["driver"] == "nvidia" and "gpu" in device["capabilities"]
     assert gpu["build"]["args"]["TORCH_INDEX_URL"] != dockerfile_env()["TORCH_INDEX_URL"]
@@ -283,7 +292,7 @@ def test_init_container_downloads_what_the_service_loads(settings_names: set[str
     loaded = Settings.from_env(service_env)
     downloaded = Settings.from_env(init_env)
     for field in ("model_id", "tokenizer_id", "model_revision", "tokenizer_revision"):
-        assert getattr(downloaded, field) == getattr(loaded, field), field
+        assert getattr(downloaded.model, field) == getattr(loaded.model, field), field
     assert init_env["HF_HOME"] == service_env["HF_HOME"] and service_env["HF_HUB_OFFLINE"] == "1"
 
 

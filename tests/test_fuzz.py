@@ -25,8 +25,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from app import create_app
-from app.settings import Settings
+from tests.support import loaded_app, make_settings
 
 FUZZ_EXAMPLES = int(os.environ.get("KRONOS_FUZZ_EXAMPLES", "1000"))
 CHECKS = [
@@ -40,9 +39,7 @@ VALID = {"isin": "US0378331005", "horizon_days": 3}
 
 
 def simulated_app() -> Flask:
-    app = create_app(Settings(mode="simulated", max_sample_count=16, max_horizon_days=10))
-    app.extensions["kronos.service"].load()
-    return app
+    return loaded_app(make_settings(mode="simulated", max_sample_count=16, max_horizon_days=10))
 
 
 # Built at collection: schemathesis turns each documented operation into its own test item.

@@ -13,24 +13,17 @@ import threading
 import time
 from collections.abc import Iterator
 
-import flask
-import pandas as pd
 import pytest
 from flask import Flask, jsonify
 from flask.testing import FlaskClient
 
-from app import (
-    auth,
-    backpressure,
-    errors,
-    log_format,
-    metrics,
-    request_id,
-    request_log,
-    time_budget,
-)
+from app import auth, backpressure, errors, hooks, log_format, metrics, request_log, time_budget
+from app.policy import public, runs_forecasts
+from app.state import EXTENSION_KEY as STATE_KEY
+from app.state import WorkerState
 from app.time_budget import parse_request_start, run_within_budget
 from tests.canaries import API_KEY_CANARIES
+from tests.support import assert_problem, loaded_app, make_settings, state_of
 
 BUDGET_S = 0.3
 KEYS = API_KEY_CANARIES  # the session's secret scan looks for them in every log and response
@@ -49,15 +42,17 @@ class Gate:
 
 def build_app(gate: Gate, *, max_inflight: int = 1, api_keys: tuple[str, ...] = ()) -> Flask:
     app = Flask("hardening-test")
-    request_id.init_app(app)
     errors.init_app(app)
     metrics.init_app(app)
-    request_log.init_app(app, serving_mode=lambda: "simulated")
     auth.init_app(app, api_keys)
     time_budget.init_app(app, request_timeout_s=BUDGET_S)
     backpressure.init_app(app, max_inflight=max_inflight, retry_after_s=2)
+    hooks.init_app(app)
+    app.extensions[STATE_KEY] = WorkerState(make_settings(mode="simulated"))  # for the access log
+    state_of(app).load()
 
     @app.post("/predict")
+    @runs_forecasts
     def predict():  # type: ignore[no-untyped-def]
         gate.entered.release()
 
@@ -68,12 +63,14 @@ def build_app(gate: Gate, *, max_inflight: int = 1, api_keys: tuple[str, ...] = 
         return jsonify(run_within_budget(work))
 
     @app.post("/predict/batch")
+    @runs_forecasts
     def predict_batch():  # type: ignore[no-untyped-def]
         quick = run_within_budget(lambda: "first item")
         gate.entered.release()
         return jsonify(items=[quick, run_within_budget(lambda: gate.open.wait(timeout=10))])
 
     @app.get("/health")
+    @public
     def health():  # type: ignore[no-untyped-def]
         return jsonify(status="ok")
 
@@ -105,14 +102,6 @@ def post_in_background(
     thread = threading.Thread(target=send)
     thread.start()
     return thread
-
-
-def assert_problem(response, status: int) -> dict:  # type: ignore[no-untyped-def]
-    assert response.status_code == status
-    assert response.mimetype == "application/problem+json"
-    body = response.get_json(force=True)
-    assert body["status"] == status and body["title"] and body["detail"]
-    return body
 
 
 def metric_value(client: FlaskClient, sample: str) -> float:
@@ -208,7 +197,9 @@ def test_errors_inside_the_budgeted_work_reach_the_caller(gate):
     app = Flask("budget-errors")
     app.testing = True  # let the view's exception reach the test
     metrics.init_app(app)
+    auth.init_app(app, ())
     time_budget.init_app(app, request_timeout_s=5)
+    hooks.init_app(app)
 
     @app.get("/fail")
     def fail():  # type: ignore[no-untyped-def]
@@ -412,12 +403,7 @@ def test_logging_config_rejects_an_unknown_format():
 
 
 def loaded_service_app(**overrides: object) -> Flask:
-    from app import create_app
-    from app.settings import Settings
-
-    app = create_app(Settings(mode="simulated", **overrides))  # type: ignore[arg-type]
-    app.extensions["kronos.service"].load()
-    return app
+    return loaded_app(make_settings(mode="simulated", **overrides))
 
 
 def test_the_service_forecasts_are_counted_by_mode_samples_and_bars():
@@ -457,33 +443,27 @@ def test_strict_json_names_what_it_refuses():
         assert reason in assert_problem(refused, 400)["detail"]
 
 
-def test_the_request_deadline_reaches_the_forecaster_and_its_timeout_is_a_504():
-    from app.guarded_forecaster import GuardedForecaster
-    from kronos_integration.simulator import StatisticalSimulator
-    from tests.candles import make_candles
+def test_the_request_deadline_reaches_the_backend_and_its_timeout_is_a_504(monkeypatch):
+    app = loaded_service_app(request_timeout_s=30)
+    backend = state_of(app).backend
+    honest, seen = backend.forecast, []
 
-    class DeadlineSpy(StatisticalSimulator):
-        """The real simulator, remembering the deadline it was handed (a test spy)."""
+    def spy(tasks):  # the real backend, remembering the deadline it was handed
+        seen.extend(task.deadline for task in tasks)
+        return honest(tasks)
 
-        def __init__(self) -> None:
-            super().__init__()
-            self.seen: list[float | None] = []
+    monkeypatch.setattr(backend, "forecast", spy)
+    before = time.monotonic()
+    answer = app.test_client().post("/predict", json={"isin": "US0378331005", "horizon_days": 3})
+    assert answer.status_code == 200
+    (deadline,) = seen
+    assert before + 29 < deadline <= time.monotonic() + 30
 
-        def forecast(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-            self.seen.append(kwargs.get("deadline"))
-            return super().forecast(*args, **kwargs)
+    gated = build_app(Gate())
 
-    history = make_candles(64)
-    future = pd.bdate_range(history.index[-1] + pd.Timedelta(days=1), periods=3)
-    spy = DeadlineSpy()
-    app = build_app(Gate())
-
-    @app.post("/too-late")
+    @gated.post("/too-late")
+    @runs_forecasts
     def too_late():  # type: ignore[no-untyped-def]
         return jsonify(run_within_budget(lambda: (_ for _ in ()).throw(TimeoutError("late"))))
 
-    with app.test_request_context("/predict", method="POST"):
-        app.preprocess_request()
-        GuardedForecaster(spy, "simulated").forecast(history, history.index, future, 3)
-        assert spy.seen == [flask.g.deadline] and spy.seen[0] is not None
-    assert_problem(app.test_client().post("/too-late"), 504)
+    assert_problem(gated.test_client().post("/too-late"), 504)

@@ -14,8 +14,10 @@ from flask.testing import FlaskClient
 from app import create_app
 from app.settings import Settings
 from benchmarks.live_server import LiveServer, request
-from kronos_integration.registry import DEFAULT_MODEL_ID, DEFAULT_TOKENIZER_ID, ModelLoadError
+from kronos_integration.config import DEFAULT_MODEL_ID, DEFAULT_TOKENIZER_ID
+from kronos_integration.registry import ModelLoadError
 from tests.hub_fixtures import build_hub_cache, fake_sha, point_hub_at
+from tests.support import loaded_app, make_settings, state_of
 
 MODEL_SHA = fake_sha("service-model")
 TOKENIZER_SHA = fake_sha("service-tokenizer")
@@ -36,8 +38,7 @@ def hf_home(
 
 
 def loaded_client(settings: Settings) -> FlaskClient:
-    app = create_app(settings)
-    app.extensions["kronos.service"].load()
+    app = loaded_app(settings)
     return app.test_client()
 
 
@@ -45,8 +46,11 @@ def loaded_client(settings: Settings) -> FlaskClient:
 def test_service_loads_the_default_repos_from_the_cache(
     hf_home: Path, revision: str | None
 ) -> None:
-    settings = Settings(mode="kronos", model_revision=revision, allow_synthetic_history=True)
-    assert (settings.model_id, settings.tokenizer_id) == (DEFAULT_MODEL_ID, DEFAULT_TOKENIZER_ID)
+    settings = make_settings(mode="kronos", model_revision=revision, allow_synthetic_history=True)
+    assert (settings.model.model_id, settings.model.tokenizer_id) == (
+        DEFAULT_MODEL_ID,
+        DEFAULT_TOKENIZER_ID,
+    )
     client = loaded_client(settings)
 
     models = client.get("/models").get_json()
@@ -63,13 +67,13 @@ def test_service_loads_the_default_repos_from_the_cache(
 
 
 def test_uncached_revision_fails_kronos_mode_naming_the_repo(hf_home: Path) -> None:
-    settings = Settings(mode="kronos", model_revision="v9", allow_synthetic_history=True)
+    settings = make_settings(mode="kronos", model_revision="v9", allow_synthetic_history=True)
     with pytest.raises(ModelLoadError, match=DEFAULT_MODEL_ID):
-        create_app(settings).extensions["kronos.service"].load()
+        state_of(create_app(settings)).load()
 
 
 def test_uncached_revision_makes_auto_mode_fall_back_with_the_reason(hf_home: Path) -> None:
-    settings = Settings(mode="auto", model_revision="v9", hf_token=TOKEN)
+    settings = make_settings(mode="auto", model_revision="v9", hf_token=TOKEN)
     models = loaded_client(settings).get("/models").get_json()
     assert models["serving"] == "simulated"
     reason = models["fallback_reason"]

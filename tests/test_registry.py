@@ -11,9 +11,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from kronos_integration.config import DEFAULT_MODEL_ID, DEFAULT_TOKENIZER_ID
 from kronos_integration.registry import (
-    DEFAULT_MODEL_ID,
-    DEFAULT_TOKENIZER_ID,
     ArtifactSpec,
     ModelLoadError,
     load_artifacts,

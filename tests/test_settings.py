@@ -10,10 +10,10 @@ TOKEN = "hf_settingsTestSecret123"
 def test_defaults_match_the_documented_ones():
     settings = Settings.from_env({})
     assert settings == Settings(torch_threads=settings.torch_threads)
-    assert (settings.mode, settings.device, settings.port) == ("auto", "cpu", 5001)
-    assert settings.model_id == "NeoQuasar/Kronos-small"
-    assert settings.tokenizer_id == "NeoQuasar/Kronos-Tokenizer-base"
-    assert (settings.max_context, settings.clip) == (512, 5.0)
+    assert (settings.mode, settings.model.device, settings.port) == ("auto", "cpu", 5001)
+    assert settings.model.model_id == "NeoQuasar/Kronos-small"
+    assert settings.model.tokenizer_id == "NeoQuasar/Kronos-Tokenizer-base"
+    assert (settings.model.max_context, settings.model.clip) == (512, 5.0)
     assert settings.torch_threads == max(1, usable_cores() // settings.workers)
 
 
@@ -30,13 +30,13 @@ def test_values_are_read_and_normalised(tmp_path):
     }
     settings = Settings.from_env(env)
     assert settings.mode == "simulated"
-    assert settings.device == "cuda:1"
-    assert settings.model_revision == "v1.0"
-    assert settings.data_dir == Path(tmp_path)
-    assert settings.allow_synthetic_history is True
+    assert settings.model.device == "cuda:1"
+    assert settings.model.model_revision == "v1.0"
+    assert settings.forecast.data_dir == Path(tmp_path)
+    assert settings.forecast.allow_synthetic_history is True
     assert settings.workers == 4
     assert settings.log_level == "DEBUG"
-    assert settings.hub_timeout_s == 2.5
+    assert settings.model.hub_timeout_s == 2.5
 
 
 @pytest.mark.parametrize(
@@ -70,7 +70,9 @@ def test_the_default_sample_count_must_respect_its_limit():
     with pytest.raises(SettingsError, match="KRONOS_MAX_SAMPLE_COUNT") as caught:
         Settings.from_env(env)
     assert caught.value.variable == "KRONOS_SAMPLE_COUNT"
-    assert Settings.from_env({**env, "KRONOS_SAMPLE_COUNT": "64"}).default_sample_count == 64
+    assert (
+        Settings.from_env({**env, "KRONOS_SAMPLE_COUNT": "64"}).forecast.default_sample_count == 64
+    )
 
 
 def test_secrets_stay_out_of_the_repr(tmp_path):
@@ -83,7 +85,7 @@ def test_secrets_stay_out_of_the_repr(tmp_path):
             "KRONOS_API_KEYS_FILE": str(keys_file),
         }
     )
-    assert settings.hf_token == TOKEN
+    assert settings.model.hf_token == TOKEN
     assert settings.api_keys == ("env-key-1", "env-key-2", "file-key-1")
     for text in (repr(settings), str(settings)):
         assert TOKEN not in text and "key-1" not in text

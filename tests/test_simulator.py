@@ -2,15 +2,25 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kronos_integration.data import future_grid
-from kronos_integration.forecast import Forecast, Forecaster
+from kronos_integration.forecast import DEFAULT_QUANTILES, Forecast, check_quantile_levels
+from kronos_integration.grid import future_grid
 from kronos_integration.simulator import StatisticalSimulator
 from tests.candles import make_candles
 
 
-def _run(simulator: Forecaster, history: pd.DataFrame, pred_len: int = 20, **kwargs) -> Forecast:
+def _run(
+    simulator: StatisticalSimulator,
+    history: pd.DataFrame,
+    pred_len: int = 20,
+    *,
+    quantiles: tuple[float, ...] = DEFAULT_QUANTILES,
+    seed: int | None = None,
+    **kwargs,
+) -> Forecast:
+    """`sample_paths` as a `Forecast` on business days after the history."""
     future = pd.date_range(history.index[-1] + pd.Timedelta(days=1), periods=pred_len, freq="B")
-    return simulator.forecast(history, history.index, future, pred_len, **kwargs)
+    paths = simulator.sample_paths(history, pred_len, seed=seed, **kwargs)
+    return Forecast(future, paths, check_quantile_levels(quantiles), seed)
 
 
 def test_paths_have_the_forecast_shape_and_are_valid_bars():
@@ -50,7 +60,9 @@ def test_calibration_follows_the_history():
 
 def test_spread_grows_with_history_volatility_and_temperature():
     def spread(history, temperature=1.0):
-        result = _run(StatisticalSimulator(), history, sample_count=400, T=temperature, seed=0)
+        result = _run(
+            StatisticalSimulator(), history, sample_count=400, temperature=temperature, seed=0
+        )
         final = result.paths[:, -1, 3]
         return np.quantile(final, 0.9) / np.quantile(final, 0.1)
 
@@ -80,7 +92,9 @@ def test_temperature_scales_the_spread_without_compounding(temperature: float):
     history = make_candles(300, volatility=0.01)
 
     def terminal_spread(t: float) -> float:
-        result = _run(StatisticalSimulator(), history, pred_len=60, sample_count=2000, T=t, seed=2)
+        result = _run(
+            StatisticalSimulator(), history, pred_len=60, sample_count=2000, temperature=t, seed=2
+        )
         return float(np.log(result.paths[:, -1, 3] / history["close"].iloc[-1]).std())
 
     ratio = terminal_spread(temperature) / terminal_spread(1.0)
@@ -89,7 +103,9 @@ def test_temperature_scales_the_spread_without_compounding(temperature: float):
 
 def test_the_largest_request_stays_finite():
     """The service's bounds: temperature 10, 512 bars."""
-    result = _run(StatisticalSimulator(), make_candles(300), pred_len=512, sample_count=64, T=10)
+    result = _run(
+        StatisticalSimulator(), make_candles(300), pred_len=512, sample_count=64, temperature=10
+    )
     assert np.isfinite(result.paths).all()
 
 
@@ -112,10 +128,10 @@ def test_intraday_history_with_the_grid():
     history = make_candles(200, freq="5min", start="2025-03-03 09:30")
     history = history.iloc[history.index.indexer_between_time("09:30", "15:55")]
     grid = future_grid(pd.DatetimeIndex(history.index), 2)
-    result = StatisticalSimulator().forecast(
-        history, history.index, grid.timestamps, len(grid.timestamps), sample_count=3, seed=1
+    paths = StatisticalSimulator().sample_paths(
+        history, len(grid.timestamps), sample_count=3, seed=1
     )
-    assert result.paths.shape == (3, len(grid.timestamps), 6)
+    assert paths.shape == (3, len(grid.timestamps), 6)
 
 
 @pytest.mark.parametrize(
@@ -123,10 +139,7 @@ def test_intraday_history_with_the_grid():
     [
         ({"pred_len": 0}, "pred_len"),
         ({"sample_count": 0}, "sample_count"),
-        ({"T": 0.0}, "temperature"),
-        ({"quantiles": (0.0, 0.5)}, "quantiles"),
-        ({"y_len": 3}, "y_timestamp"),
-        ({"x_len": 10}, "x_timestamp"),
+        ({"temperature": 0.0}, "temperature"),
         ({"nan": True}, "NaN"),
         ({"drop": "close"}, "missing column"),
     ],
@@ -138,7 +151,5 @@ def test_bad_arguments_raise_value_error(kwargs, message):
     if "drop" in kwargs:
         history = history.drop(columns=[kwargs.pop("drop")])
     pred_len = kwargs.pop("pred_len", 5)
-    future = pd.date_range("2030-01-01", periods=kwargs.pop("y_len", max(pred_len, 1)), freq="D")
-    x_timestamp = history.index[: kwargs.pop("x_len", len(history))]
     with pytest.raises(ValueError, match=message):
-        StatisticalSimulator().forecast(history, x_timestamp, future, pred_len, **kwargs)
+        StatisticalSimulator().sample_paths(history, pred_len, **kwargs)

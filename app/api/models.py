@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import current_app
 from flask_smorest import Blueprint
 
-from app.api import documents_problems, forecast_service
+from app.api import documents_problems
 from app.schemas import ModelsSchema
+from app.state import worker_state
 
 blp = Blueprint("models", __name__, description="The loaded model, its origin and state.")
 
@@ -17,4 +19,4 @@ blp = Blueprint("models", __name__, description="The loaded model, its origin an
 @documents_problems(blp, 401)
 def models() -> dict[str, Any]:
     """Mode, model and tokenizer ids, revisions and shas, device, dtype, sizes, load time."""
-    return forecast_service().model_info()
+    return worker_state(current_app).model_info()

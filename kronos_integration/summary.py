@@ -1,4 +1,4 @@
-"""Turn a `Forecast` into the /predict response's per-day predictions and bar-level path.
+"""A forecast's summaries as JSON-ready data: per horizon day, and per future bar.
 
 Confidence of a day is `1 / (1 + 10 * (P90 - P10) / P50)` over the sample closes of that day's last
 bar: 1 when every sample path agrees, 0.5 when the 80 % band is 10 % of the median wide, falling
@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from kronos_integration.data import FutureGrid
 from kronos_integration.forecast import CANDLE_COLUMNS, Forecast
+from kronos_integration.grid import FutureGrid
 
 CONFIDENCE_SCALE = 10.0
 CONFIDENCE_BAND = (0.1, 0.5, 0.9)

@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from app.report import bar_path, confidence, daily_predictions
-from kronos_integration.data import FutureGrid
 from kronos_integration.forecast import Forecast
+from kronos_integration.grid import FutureGrid
+from kronos_integration.summary import bar_path, confidence, daily_predictions
 
 
 def test_confidence_formula_and_its_fall_with_spread():
@@ -22,7 +22,7 @@ def test_daily_predictions_read_each_days_last_bar():
     stamps = pd.DatetimeIndex(
         ["2025-03-10 10:00", "2025-03-10 16:00", "2025-03-11 10:00", "2025-03-11 16:00"]
     )
-    grid = FutureGrid(stamps, (1, 3))
+    grid = FutureGrid(stamps, (1, 3), pd.Timedelta(hours=6))
     closes = np.array(
         [[9, 11, 0, 20], [9, 9, 0, 30], [9, 13, 0, 40], [9, 7, 0, 50]], dtype=float
     )  # (S, L)

@@ -1,0 +1,29 @@
+"""The errors a forecast can end with. The library raises only these (and `ValueError` from its
+lower-level functions); the service maps each class to one HTTP status in `app/errors.py`."""
+
+from __future__ import annotations
+
+
+class ForecastError(Exception):
+    """Base class: a forecast that cannot be answered, with a message a client may read."""
+
+
+class InvalidRequestError(ForecastError, ValueError):
+    """The request (or the history it names) cannot be forecast; `field` names the culprit."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+class HistoryNotFoundError(ForecastError, LookupError):
+    """No allowed history source has the instrument; the message says how to supply it."""
+
+
+class DeadlineExceededError(ForecastError, TimeoutError):
+    """The forecast's deadline passed before it finished."""
+
+
+class BackendNotReadyError(ForecastError):
+    """No backend is loaded yet."""

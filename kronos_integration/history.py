@@ -1,0 +1,169 @@
+"""Where a forecast's history comes from: the request's own candles, else the configured sources.
+
+A source is anything with a `name`, `load(instrument)` (its candles passed through
+`validate_candles`, or None when it has none) and `missing_hint(instrument)`. The configured
+sources are built in registration order from `ForecastSettings`: the data folder
+(`KRONOS_DATA_DIR/<instrument>.csv|.parquet`), then synthetic history (deterministic per
+instrument) when it is allowed. A new source is one class with a `configured(settings, serving)`
+constructor and one line in `SOURCE_FACTORIES`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+from kronos_integration.candles import read_candles_file, validate_candles
+from kronos_integration.config import ForecastSettings
+from kronos_integration.errors import HistoryNotFoundError, InvalidRequestError
+
+SYNTHETIC_BARS = 512
+SYNTHETIC_LAST_CLOSE = 100.0
+INLINE_SOURCE = "request"
+
+
+@dataclass(frozen=True)
+class History:
+    """Validated candles: `candles` has float64 `CANDLE_COLUMNS` and a tz-naive or tz-aware
+    `DatetimeIndex` named `timestamp`, strictly increasing; `source` names where they came from."""
+
+    candles: pd.DataFrame
+    source: str
+
+    @property
+    def timestamps(self) -> pd.DatetimeIndex:
+        return pd.DatetimeIndex(self.candles.index)
+
+
+class HistorySource(Protocol):
+    """Stored history of instruments."""
+
+    name: str
+
+    def load(self, instrument: str) -> pd.DataFrame | None:
+        """`validate_candles` of the stored candles, or None when there are none for `instrument`.
+
+        Raises ValueError, naming where they are stored, for candles that cannot be read or used."""
+        ...
+
+    def missing_hint(self, instrument: str) -> str:
+        """How a user would make `instrument` available here (for the not-found message)."""
+        ...
+
+
+class DataFolder:
+    """`<folder>/<instrument>.csv` or `.parquet` (columns: timestamp, open, high, low, close, …)."""
+
+    name = "data_dir"
+    SUFFIXES = (".csv", ".parquet")
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    @classmethod
+    def configured(cls, settings: ForecastSettings, serving: str) -> DataFolder | None:
+        return cls(settings.data_dir) if settings.data_dir is not None else None
+
+    def load(self, instrument: str) -> pd.DataFrame | None:
+        for suffix in self.SUFFIXES:
+            path = self.folder / f"{instrument}{suffix}"
+            if path.is_file():
+                try:
+                    return validate_candles(read_candles_file(path))
+                except ValueError as error:
+                    message = str(error).removeprefix(f"{path.name}: ")
+                    raise ValueError(f"KRONOS_DATA_DIR/{path.name}: {message}") from None
+        return None
+
+    def missing_hint(self, instrument: str) -> str:
+        return f"a file {instrument}.csv or {instrument}.parquet in KRONOS_DATA_DIR"
+
+
+class SyntheticHistory:
+    """`synthetic_history` ending on the last business day before today (see that function)."""
+
+    name = "synthetic"
+
+    def __init__(self, today: Callable[[], date] = date.today) -> None:
+        self.today = today
+
+    @classmethod
+    def configured(cls, settings: ForecastSettings, serving: str) -> SyntheticHistory | None:
+        """Allowed when the simulator serves (so an offline `make serve` answers) or by setting."""
+        allowed = settings.allow_synthetic_history or serving == "simulated"
+        return cls() if allowed else None
+
+    def load(self, instrument: str) -> pd.DataFrame:
+        last_day = (pd.Timestamp(self.today()) - pd.offsets.BDay(1)).date()
+        return validate_candles(synthetic_history(instrument, end=last_day))
+
+    def missing_hint(self, instrument: str) -> str:
+        return "KRONOS_ALLOW_SYNTHETIC_HISTORY=1 for synthetic history"
+
+
+SourceFactory = Callable[[ForecastSettings, str], HistorySource | None]
+SOURCE_FACTORIES: dict[str, SourceFactory] = {
+    DataFolder.name: DataFolder.configured,
+    SyntheticHistory.name: SyntheticHistory.configured,
+}
+"""Configured sources, asked in this order after the request's own candles."""
+
+
+def configured_sources(settings: ForecastSettings, serving: str) -> list[HistorySource]:
+    """The sources `settings` enable when `serving` (a backend name) answers."""
+    built = (factory(settings, serving) for factory in SOURCE_FACTORIES.values())
+    return [source for source in built if source is not None]
+
+
+def resolve_history(
+    instrument: str, candles: pd.DataFrame | None, sources: Sequence[HistorySource]
+) -> History:
+    """The request's `candles` when given, else the first source that has `instrument`, validated.
+
+    Raises InvalidRequestError (field `candles`) for candles that fail `validate_candles`, and
+    HistoryNotFoundError when no source has the instrument.
+    """
+    if candles is not None:
+        try:
+            return History(validate_candles(candles), INLINE_SOURCE)
+        except ValueError as error:
+            raise InvalidRequestError("candles", str(error)) from None
+    for source in sources:
+        try:
+            found = source.load(instrument)
+        except ValueError as error:
+            raise InvalidRequestError("candles", str(error)) from None
+        if found is not None:
+            return History(found, source.name)
+    hint = (
+        sources[0].missing_hint(instrument) if sources else "KRONOS_DATA_DIR with a file per ISIN"
+    )
+    raise HistoryNotFoundError(
+        f"no price history for {instrument}: send it as 'candles' in the request, or provide {hint}"
+    )
+
+
+def synthetic_history(isin: str, *, end: date, bars: int = SYNTHETIC_BARS) -> pd.DataFrame:
+    """Daily candles that are the same for the same ISIN: a geometric random walk with 1.5 %
+    daily volatility, seeded by the ISIN, ending at `end` with a close of 100.0."""
+    seed = int.from_bytes(hashlib.sha256(isin.encode()).digest()[:8], "little")
+    rng = np.random.default_rng(seed)
+    log_returns = rng.normal(0.0003, 0.015, bars)
+    close = SYNTHETIC_LAST_CLOSE * np.exp(np.cumsum(log_returns) - log_returns.sum())
+    close[-1] = SYNTHETIC_LAST_CLOSE  # exactly, not up to float rounding
+    previous_close = np.concatenate([[close[0] / np.exp(log_returns[0])], close[:-1]])
+    open_ = previous_close * np.exp(rng.normal(0.0, 0.004, bars))
+    high = np.maximum(open_, close) * np.exp(np.abs(rng.normal(0.0, 0.006, bars)))
+    low = np.minimum(open_, close) * np.exp(-np.abs(rng.normal(0.0, 0.006, bars)))
+    volume = np.round(rng.lognormal(13.0, 0.35, bars))
+    amount = volume * (open_ + high + low + close) / 4
+    index = pd.bdate_range(end=pd.Timestamp(end), periods=bars, name="timestamp")
+    columns = {"open": open_, "high": high, "low": low, "close": close}
+    return pd.DataFrame({**columns, "volume": volume, "amount": amount}, index=index)

@@ -1,0 +1,204 @@
+"""The one forecasting pipeline the service, the command line and the backtest share.
+
+`run_forecast(backend, history, request, settings)`: lay out the future bars of `horizon_days`
+trading days, check them against the limits, choose the lookback window and the seed, ask the
+backend for sample paths, and summarise them per day (price, quantiles, P(up), confidence) and,
+if asked, per bar. It raises only `kronos_integration.errors` classes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from kronos_integration.backends.base import Backend, BackendInfo, ForecastTask
+from kronos_integration.candles import MIN_HISTORY_BARS, validate_candles
+from kronos_integration.config import ForecastSettings
+from kronos_integration.errors import DeadlineExceededError, InvalidRequestError
+from kronos_integration.forecast import Forecast, check_quantile_levels
+from kronos_integration.grid import FutureGrid, future_grid
+from kronos_integration.history import History, synthetic_history
+from kronos_integration.request import ForecastRequest, Sampling
+from kronos_integration.summary import bar_path, daily_predictions
+
+MAX_SEED = 2**31
+WARM_UP_INSTRUMENT = "XS0000000009"
+
+
+@dataclass(frozen=True)
+class ForecastResult:
+    """A finished forecast: what was asked, what answered, the sample paths and their summaries.
+
+    Attributes:
+        forecast: the sample paths (sample_count, pred_len, 6) with timestamps and levels.
+        grid: the future bars and each horizon day's last bar.
+        days: one summary per horizon day (see `summary.daily_predictions`).
+        lookback: history bars the backend saw.
+        sampling: how the paths were drawn (the seed is the one used).
+        elapsed_s, backend_s: seconds for the whole pipeline, and in the backend.
+    """
+
+    request: ForecastRequest
+    backend: BackendInfo
+    history: History
+    forecast: Forecast
+    grid: FutureGrid
+    days: list[dict[str, Any]]
+    current_price: float
+    lookback: int
+    sampling: Sampling
+    fallback_reason: str | None
+    elapsed_s: float
+    backend_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """The answer as JSON-ready data: the /predict response, less the worker's own fields."""
+        info, sampling = self.backend, self.sampling
+        options = info.sampling_options
+        model = info.artifacts.get("model")
+        tokenizer = info.artifacts.get("tokenizer")
+        document: dict[str, Any] = {
+            "isin": self.request.instrument,
+            "model": info.name,
+            "model_version": info.version,
+            "prediction_horizon_days": self.request.horizon_days,
+            "current_price": self.current_price,
+            "predictions": self.days,
+        }
+        if self.request.include_path:
+            document["path"] = bar_path(self.forecast)
+        document["metadata"] = {
+            "device": info.device,
+            "max_context": info.max_context,
+            "lookback_periods": self.lookback,
+            "prediction_periods": len(self.grid.timestamps),
+            "history_periods": len(self.history.candles),
+            "history_source": self.history.source,
+            "bar_interval": str(pd.Timedelta(self.grid.bar_interval).isoformat()),
+            "sample_count": sampling.sample_count,
+            "seed": sampling.seed,
+            "temperature": sampling.temperature,
+            # Options a backend does not apply are reported as null, never as applied.
+            "top_p": sampling.top_p if "top_p" in options else None,
+            "top_k": sampling.top_k if "top_k" in options else None,
+            "quantiles": list(self.forecast.quantile_levels),
+            "model_revision": model.sha if model else None,
+            "tokenizer": vars(tokenizer) if tokenizer else None,
+            "fallback_reason": self.fallback_reason,
+            "elapsed_ms": round(self.elapsed_s * 1000, 2),
+        }
+        return document
+
+
+def run_forecast(
+    backend: Backend,
+    history: History,
+    request: ForecastRequest,
+    settings: ForecastSettings,
+    *,
+    deadline: float | None = None,
+    fallback_reason: str | None = None,
+) -> ForecastResult:
+    """Forecast `request` from `history` with `backend` (see module docstring).
+
+    `deadline` is a `time.monotonic()` instant handed to the backend; `fallback_reason` is carried
+    into the result when `auto` mode had to fall back. Raises InvalidRequestError (a horizon too
+    long for the limits, a lookback the window cannot hold, a grid past the year 9999, a
+    non-finite forecast) and DeadlineExceededError.
+    """
+    started = time.perf_counter()
+    info = backend.info
+    grid = _future_grid(history, request.horizon_days)
+    pred_len = len(grid.timestamps)
+    _check_bar_limit(request.horizon_days, pred_len, info, settings)
+    lookback = _lookback(request.lookback, pred_len, len(history.candles), info, settings)
+    sampling = Sampling(
+        sample_count=request.sample_count or settings.default_sample_count,
+        temperature=request.temperature,
+        top_k=request.top_k,
+        top_p=request.top_p,
+        seed=secrets.randbelow(MAX_SEED) if request.seed is None else request.seed,
+    )
+    task = ForecastTask(history.candles.iloc[-lookback:], grid.timestamps, sampling, deadline)
+    backend_started = time.perf_counter()
+    try:
+        (paths,) = backend.forecast([task])
+    except TimeoutError as error:
+        raise DeadlineExceededError(str(error)) from error
+    backend_s = time.perf_counter() - backend_started
+    if not np.isfinite(paths).all():
+        raise InvalidRequestError(
+            "candles", "the forecast for this history is not finite (values too large or small)"
+        )
+    levels = check_quantile_levels(request.quantiles)
+    forecast = Forecast(grid.timestamps, paths, levels, sampling.seed)
+    current_price = float(history.candles["close"].iloc[-1])
+    return ForecastResult(
+        request=request,
+        backend=info,
+        history=history,
+        forecast=forecast,
+        grid=grid,
+        days=daily_predictions(forecast, grid, current_price),
+        current_price=current_price,
+        lookback=lookback,
+        sampling=sampling,
+        fallback_reason=fallback_reason,
+        elapsed_s=time.perf_counter() - started,
+        backend_s=backend_s,
+    )
+
+
+def warm_up(backend: Backend) -> ForecastResult:
+    """One small forecast, so the first real request does not pay for lazy initialisation."""
+    candles = synthetic_history(WARM_UP_INSTRUMENT, end=dt.date(2024, 1, 5), bars=64)
+    history = History(validate_candles(candles), "synthetic")
+    request = ForecastRequest(WARM_UP_INSTRUMENT, horizon_days=2, sample_count=1, seed=0)
+    return run_forecast(backend, history, request, ForecastSettings())
+
+
+def _future_grid(history: History, horizon_days: int) -> FutureGrid:
+    try:
+        return future_grid(history.timestamps, horizon_days)
+    except ValueError as error:
+        raise InvalidRequestError("candles", str(error)) from None
+
+
+def _check_bar_limit(
+    horizon_days: int, pred_len: int, info: BackendInfo, settings: ForecastSettings
+) -> None:
+    """Refuse more future bars than allowed: `KRONOS_MAX_PREDICTION_BARS`, or the backend's own
+    limit (Kronos cannot generate more bars than its context window holds)."""
+    limit, variable = settings.max_prediction_bars, "KRONOS_MAX_PREDICTION_BARS"
+    if info.max_bars is not None and info.max_bars < limit:
+        limit, variable = info.max_bars, "KRONOS_MAX_CONTEXT"
+    if pred_len > limit:
+        raise InvalidRequestError(
+            "horizon_days",
+            f"{horizon_days} trading days of these bars is {pred_len} bars; at most {limit} are "
+            f"allowed ({variable}={limit})",
+        )
+
+
+def _lookback(
+    requested: int | None,
+    pred_len: int,
+    available: int,
+    info: BackendInfo,
+    settings: ForecastSettings,
+) -> int:
+    """Requested bars, else the configured lookback kept within max_context - pred_len when the
+    horizon leaves room for MIN_HISTORY_BARS; never more than the history has."""
+    if requested is not None:
+        return min(requested, available)
+    lookback = settings.lookback
+    room = info.max_context - pred_len
+    if room >= MIN_HISTORY_BARS:
+        lookback = min(lookback, room)
+    return min(lookback, available)

@@ -1,0 +1,52 @@
+"""What a caller asks for: `ForecastRequest`, and the resolved `Sampling` a backend draws with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from kronos_integration.forecast import DEFAULT_QUANTILES
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How sample paths are drawn: count, temperature, top-k/top-p cuts (0 / 1.0: off) and seed.
+
+    Backends apply what has a meaning for them (`BackendInfo.sampling_options` says which).
+    """
+
+    sample_count: int = 1
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 0.9
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ForecastRequest:
+    """One forecast: `horizon_days` trading days of `instrument`.
+
+    Attributes:
+        instrument: the ISIN (or symbol) the history belongs to.
+        horizon_days: trading days to forecast, >= 1.
+        candles: inline history (raw, indexed by timestamp, oldest first), or None to look it up.
+        sample_count: sample paths; None for the configured default.
+        temperature, top_k, top_p: sampling (see `Sampling`).
+        seed: same seed, same answer; None draws one (reported in the result).
+        quantiles: levels in (0, 1) reported per day, in the caller's spelling.
+        lookback: history bars handed to the backend; None for the configured policy.
+        include_path: also report every future bar.
+    """
+
+    instrument: str
+    horizon_days: int
+    candles: pd.DataFrame | None = None
+    sample_count: int | None = None
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 0.9
+    seed: int | None = None
+    quantiles: tuple[float, ...] = DEFAULT_QUANTILES
+    lookback: int | None = None
+    include_path: bool = False

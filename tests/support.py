@@ -1,0 +1,62 @@
+"""Constants and helpers the tests share: the seed request, settings built from flat overrides,
+an app with its backend loaded, and the problem+json check."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from flask import Flask
+
+from app import create_app
+from app.schemas import ProblemSchema
+from app.settings import Settings
+from app.state import WorkerState, worker_state
+from kronos_integration.config import ForecastSettings, ModelSettings
+
+SEED_REQUEST: dict[str, Any] = {"isin": "US67066G1040", "horizon_days": 5}
+"""The request the seed service answered; it must keep working unchanged."""
+
+_MODEL_FIELDS = {f.name for f in dataclasses.fields(ModelSettings)}
+_FORECAST_FIELDS = {f.name for f in dataclasses.fields(ForecastSettings)}
+
+
+def make_settings(base: Settings | None = None, **overrides: Any) -> Settings:
+    """`base` (default `Settings()`) with `overrides` given by field name, wherever the field
+    lives: `make_settings(mode="kronos", model_id=..., max_inflight=1)`."""
+    base = base or Settings()
+    model = {k: v for k, v in overrides.items() if k in _MODEL_FIELDS}
+    forecast = {k: v for k, v in overrides.items() if k in _FORECAST_FIELDS}
+    service = {k: v for k, v in overrides.items() if k not in _MODEL_FIELDS | _FORECAST_FIELDS}
+    return dataclasses.replace(
+        base,
+        model=dataclasses.replace(base.model, **model),
+        forecast=dataclasses.replace(base.forecast, **forecast),
+        **service,
+    )
+
+
+def loaded_app(settings: Settings) -> Flask:
+    """`create_app(settings)` with its backend loaded, as gunicorn's worker hook does."""
+    app = create_app(settings)
+    app.config["TESTING"] = True
+    worker_state(app).load()
+    return app
+
+
+def state_of(app: Flask) -> WorkerState:
+    return worker_state(app)
+
+
+def assert_problem(response: Any, status: int, field: str | None = None) -> dict[str, Any]:
+    """`response` is problem+json with `status`, the request id echoed, `field` in its errors."""
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == "application/problem+json"
+    body: dict[str, Any] = response.get_json(force=True)
+    assert ProblemSchema().validate(body) == {}
+    assert body["status"] == status and body["title"] and body["detail"]
+    if "X-Request-ID" in response.headers:
+        assert body["request_id"] == response.headers["X-Request-ID"]
+    if field is not None:
+        assert field in body["errors"], body
+    return body

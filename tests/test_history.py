@@ -1,0 +1,83 @@
+"""Where history comes from (`kronos_integration.history`): inline candles, the data folder,
+synthetic history, in that order."""
+
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kronos_integration.candles import validate_candles
+from kronos_integration.errors import HistoryNotFoundError, InvalidRequestError
+from kronos_integration.history import (
+    DataFolder,
+    SyntheticHistory,
+    resolve_history,
+    synthetic_history,
+)
+from tests.candles import make_candles
+
+ISIN = "US67066G1040"
+
+
+def test_history_sources_in_order(tmp_path):
+    frame = make_candles(50)
+    frame.reset_index().to_csv(tmp_path / f"{ISIN}.csv", index=False)
+    inline = make_candles(45, seed=3)
+
+    both = [DataFolder(tmp_path), SyntheticHistory()]
+    from_request = resolve_history(ISIN, inline, both)
+    assert from_request.source == "request"
+    assert len(from_request.candles) == 45
+
+    from_file = resolve_history(ISIN, None, both)
+    assert from_file.source == "data_dir"
+    np.testing.assert_allclose(from_file.candles.to_numpy(), frame.to_numpy())
+
+    other = "US0378331005"
+    synthetic = resolve_history(other, None, both)
+    assert synthetic.source == "synthetic"
+
+    with pytest.raises(HistoryNotFoundError, match=f"{other}.*candles.*KRONOS_DATA_DIR"):
+        resolve_history(other, None, [DataFolder(tmp_path)])
+    with pytest.raises(HistoryNotFoundError, match="KRONOS_DATA_DIR"):
+        resolve_history(other, None, [])
+
+
+def test_parquet_file_is_read(tmp_path):
+    frame = make_candles(50)
+    frame.reset_index().to_parquet(tmp_path / f"{ISIN}.parquet")
+    history = resolve_history(ISIN, None, [DataFolder(tmp_path)])
+    assert history.source == "data_dir"
+    np.testing.assert_allclose(history.candles.to_numpy(), frame.to_numpy())
+
+
+def test_a_bad_file_is_an_invalid_request_naming_it(tmp_path):
+    folder = [DataFolder(tmp_path)]
+    make_candles(50).to_csv(tmp_path / f"{ISIN}.csv", index=False)
+    with pytest.raises(InvalidRequestError, match=f"^KRONOS_DATA_DIR/{ISIN}.csv: needs a 'times"):
+        resolve_history(ISIN, None, folder)
+    frame = make_candles(50)
+    frame.iloc[3, 1] = -5.0
+    frame.reset_index().to_csv(tmp_path / f"{ISIN}.csv", index=False)
+    with pytest.raises(
+        InvalidRequestError, match=rf"^KRONOS_DATA_DIR/{ISIN}.csv: candles\[3\]\.high"
+    ) as caught:
+        resolve_history(ISIN, None, folder)
+    assert caught.value.field == "candles"
+
+
+def test_synthetic_history_is_deterministic_per_isin_and_ends_at_100():
+    first = synthetic_history(ISIN, end=date(2025, 3, 7))
+    again = synthetic_history(ISIN, end=date(2025, 3, 7))
+    other = synthetic_history("US0378331005", end=date(2025, 3, 7))
+    pd.testing.assert_frame_equal(first, again)
+    assert not np.allclose(first["close"], other["close"])
+    assert first["close"].iloc[-1] == pytest.approx(100.0)
+    assert first.index[-1] == pd.Timestamp("2025-03-07")
+    validate_candles(first)
+
+
+def test_synthetic_history_ends_on_the_last_business_day():
+    history = resolve_history(ISIN, None, [SyntheticHistory(today=lambda: date(2025, 3, 10))])
+    assert history.timestamps[-1] == pd.Timestamp("2025-03-07")  # Monday → previous Friday
