@@ -2,39 +2,49 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+RUNTIME := $(VENV)/.installed-runtime
+DEV := $(VENV)/.installed-dev
 # torch comes from here, at the version requirements.txt pins: PyPI's Linux wheel bundles CUDA (GBs).
 # One retry: where this index is unreachable, a mirror configured for pip answers without a wait.
 TORCH_INDEX_URL ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: install serve test lint typecheck pytest bench clean
+.PHONY: install install-runtime serve test lint typecheck pytest bench clean
 
-$(STAMP): requirements.txt requirements-dev.txt
+# The service's pinned runtime, and the package itself (editable: the `kronos` command).
+$(RUNTIME): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet --retries 1 --index-url $(TORCH_INDEX_URL) \
 		"$$(grep -E '^torch==' requirements.txt)"
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(RUNTIME)
+
+# Test, lint and type-check tools on top.
+$(DEV): $(RUNTIME) requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
-	touch $(STAMP)
+	touch $(DEV)
 
-install: $(STAMP) ## create .venv and install runtime + dev dependencies (idempotent)
+install-runtime: $(RUNTIME) ## create .venv with the runtime dependencies only (what make serve needs)
 
-serve: $(STAMP) ## start gunicorn on port 5001 with the embedded defaults
+install: $(DEV) ## create .venv with runtime + dev dependencies (idempotent)
+
+serve: $(RUNTIME) ## start gunicorn on port 5001 with the embedded defaults
 	$(VENV)/bin/gunicorn -c gunicorn.conf.py wsgi:app
 
-lint: $(STAMP)
+lint: $(DEV)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-typecheck: $(STAMP)
+typecheck: $(DEV)
 	$(VENV)/bin/mypy
 
-pytest: $(STAMP)
+pytest: $(DEV)
 	$(VENV)/bin/pytest
 
 test: lint typecheck pytest ## install, then lint + type-check + the whole test suite
 
-bench: $(STAMP) ## CPU benchmarks (prints tables and JSON lines)
+bench: $(RUNTIME) ## CPU benchmarks (prints tables and JSON lines)
 	$(PY) -m benchmarks.predictor_speed
 
 clean:
@@ -43,11 +53,11 @@ clean:
 # Model registry (python -m kronos_integration; model ids, revisions and HF_TOKEN from the environment).
 .PHONY: download model-info predict-csv
 
-download: $(STAMP) ## pre-fetch model + tokenizer into the Hugging Face cache (HF_HOME)
+download: $(RUNTIME) ## pre-fetch model + tokenizer into the Hugging Face cache (HF_HOME)
 	$(PY) -m kronos_integration download
 
-model-info: $(STAMP) ## what the service would load, from where, on which device
+model-info: $(RUNTIME) ## what the service would load, from where, on which device
 	$(PY) -m kronos_integration info
 
-predict-csv: $(STAMP) ## forecast a CSV of candles: make predict-csv CSV=file.csv [PLOT=out.png]
-	$(PY) -m kronos_integration predict $(CSV) $(if $(PLOT),--plot $(PLOT))
+predict-csv: $(RUNTIME) ## forecast a CSV of candles: make predict-csv CSV=file.csv [DAYS=5] [PLOT=out.png]
+	$(VENV)/bin/kronos predict $(CSV) --horizon-days $(or $(DAYS),5) $(if $(PLOT),--plot $(PLOT))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from kronos_integration.forecast import (
     CANDLE_COLUMNS,
@@ -304,15 +306,14 @@ class KronosPredictor:
                 f"pred_len ({pred_len}) must not exceed max_context ({self.max_context})"
             )
         run = _DecodeRun(self, series, pred_len, sample_count)
+        steps = tqdm(range(pred_len), desc="Kronos bars", disable=not verbose, file=sys.stderr)
         try:
-            for step in range(pred_len):
+            for step in steps:
                 if deadline is not None and time.monotonic() > deadline:
                     raise TimeoutError(
                         f"forecast passed its deadline after {step} of {pred_len} bars"
                     )
                 run.step(step, params, generator)
-                if verbose:
-                    logger.info("generated bar %d/%d", step + 1, pred_len)
             decoded = run.decode_paths()  # (R, pred_len, 6)
         finally:
             # Free the CUDA graph here: destroyed later by the garbage collector, it could land
