@@ -2,10 +2,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from benchmarks.real_series import vendored
 from kronos_integration.data import future_grid
 from kronos_integration.forecast import Forecast, Forecaster
 from kronos_integration.simulator import StatisticalSimulator
-from benchmarks.real_series import vendored
 from tests.candles import make_candles
 
 
