@@ -9,7 +9,7 @@ checked against the app's `Settings`, and each error names the limit and its var
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 from flask import current_app
@@ -22,6 +22,8 @@ from kronos_integration.isin import validate_isin
 from kronos_integration.request import ForecastRequest
 
 MAX_SEED = 2**32 - 1
+SYMBOL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._=^-]{0,31}$"
+"""A symbol is also a file name in KRONOS_DATA_DIR: no path separators, no leading dot."""
 # Below this, logits / T overflows float32 (or T rounds to 0) and sampling has no distribution.
 MIN_TEMPERATURE = 0.01
 
@@ -86,7 +88,30 @@ class CandleSchema(Schema):
 
 
 class PredictRequestSchema(Schema):
-    isin = fields.String(required=True, validate=_check_isin, metadata={"example": "US67066G1040"})
+    isin = fields.String(
+        validate=_check_isin,
+        metadata={"example": "US67066G1040", "description": "ISIN; or give `symbol` instead."},
+    )
+    symbol = fields.String(
+        validate=validate.Regexp(
+            SYMBOL_PATTERN,
+            error="1-32 letters, digits and . _ - = ^, starting with a letter or digit",
+        ),
+        metadata={
+            "example": "EURUSD",
+            "description": "An instrument without an ISIN (FX pair, crypto, index): history "
+            "inline or from KRONOS_DATA_DIR/<symbol>.csv.",
+        },
+    )
+    calendar = fields.String(
+        validate=validate.Length(min=1, max=32),
+        metadata={
+            "example": "XNYS",
+            "description": "Trading calendar: an exchange MIC (XNYS, XLON, XETR, ...), 24/5 (FX), "
+            "24/7, or history (inferred from the bars). Default: the data folder's, else the "
+            "ISIN country's exchange, else inferred from the history.",
+        },
+    )
     horizon_days = fields.Integer(
         required=True,
         strict=True,
@@ -138,10 +163,16 @@ class PredictRequestSchema(Schema):
     )
     include_path = fields.Boolean(load_default=False)
 
-    @validates_schema
-    def check_limits(self, data: dict[str, Any], **kwargs: Any) -> None:
+    @validates_schema(pass_original=True, skip_on_field_errors=False)
+    def check_limits(self, data: dict[str, Any], original: Any, **kwargs: Any) -> None:
+        if not isinstance(original, Mapping):
+            return  # marshmallow has refused it already
         settings = _settings()
         errors: dict[str, list[str]] = {}
+        given = {name for name in ("isin", "symbol") if name in original}
+        if len(given) != 1:
+            message = "give exactly one of 'isin' and 'symbol'"
+            errors["symbol" if given == {"symbol"} or len(given) == 2 else "isin"] = [message]
         if data.get("horizon_days", 0) > settings.max_horizon_days:
             errors["horizon_days"] = [
                 f"must be at most {settings.max_horizon_days} "
@@ -167,8 +198,11 @@ class PredictRequestSchema(Schema):
             candles = candles_from_records(data["candles"]) if "candles" in data else None
         except ValueError as error:
             raise ValidationError({"candles": [str(error)]}) from None
+        instrument_type: Literal["isin", "symbol"] = "isin" if "isin" in data else "symbol"
         return ForecastRequest(
-            instrument=data["isin"],
+            instrument=data[instrument_type],
+            instrument_type=instrument_type,
+            calendar=data.get("calendar"),
             horizon_days=data["horizon_days"],
             candles=candles,
             sample_count=data.get("sample_count"),
@@ -277,6 +311,13 @@ class ArtifactInfoSchema(Schema):
 NOT_SIMULATED = "Null when the simulator answered: it has no token distribution to cut."
 
 
+class CalendarInfoSchema(Schema):
+    name = fields.String(required=True, metadata={"description": "XNYS, 24/5, history, ..."})
+    source = fields.String(
+        required=True, metadata={"description": "request, data_dir, isin or history"}
+    )
+
+
 class PredictMetadataSchema(Schema):
     device = fields.String(required=True)
     max_context = fields.Integer(required=True)
@@ -285,6 +326,7 @@ class PredictMetadataSchema(Schema):
     history_periods = fields.Integer(required=True)
     history_source = fields.String(required=True)
     bar_interval = fields.String(required=True, metadata={"description": "ISO 8601 duration."})
+    calendar = fields.Nested(CalendarInfoSchema, required=True)
     sample_count = fields.Integer(required=True)
     seed = fields.Integer(required=True)
     temperature = fields.Float(required=True)
@@ -299,7 +341,8 @@ class PredictMetadataSchema(Schema):
 
 
 class PredictResponseSchema(Schema):
-    isin = fields.String(required=True)
+    isin = fields.String(metadata={"description": "The request's ISIN (absent for a symbol)."})
+    symbol = fields.String(metadata={"description": "The request's symbol (absent for an ISIN)."})
     model = fields.String(required=True, metadata={"description": "kronos or simulated"})
     model_version = fields.String(required=True, metadata={"description": "Repo id or path."})
     prediction_horizon_days = fields.Integer(required=True)

@@ -31,6 +31,7 @@ from kronos_integration.config import ForecastSettings, ModelSettings, SettingsE
 from kronos_integration.errors import ForecastError
 from kronos_integration.forecast import check_quantile_levels
 from kronos_integration.history import resolve_history
+from kronos_integration.isin import validate_isin
 from kronos_integration.model import Kronos, KronosTokenizer
 from kronos_integration.pipeline import ForecastResult, run_forecast, warm_up
 from kronos_integration.plot import plot_forecast
@@ -113,7 +114,14 @@ def build_parser(defaults: Defaults) -> argparse.ArgumentParser:
         default=forecast.mode,
         help="backend: auto (Kronos, else the simulator) or one backend (default: KRONOS_MODE)",
     )
-    predict.add_argument("--instrument", default=None, help="name it (default: the file name)")
+    predict.add_argument(
+        "--instrument", default=None, help="its ISIN or symbol (default: the file name)"
+    )
+    predict.add_argument(
+        "--calendar",
+        default=None,
+        help="XNYS, 24/5, 24/7, history, ... (default: the ISIN's exchange, else inferred)",
+    )
     predict.add_argument("--lookback", type=_positive_int, default=None)
     predict.add_argument("--sample-count", type=_positive_int, default=None)
     predict.add_argument("--quantiles", type=_quantile_list, default=(0.1, 0.5, 0.9))
@@ -159,8 +167,11 @@ def run_predict(args: argparse.Namespace, defaults: Defaults) -> None:
         history = resolve_history(args.file.stem, read_candles_file(args.file), [])
     except (OSError, ValueError) as error:  # InvalidRequestError is a ValueError
         raise UsageError(f"{args.file}: {error}") from error
+    instrument = args.instrument or args.file.stem
     request = ForecastRequest(
-        instrument=args.instrument or args.file.stem,
+        instrument=instrument,
+        instrument_type="isin" if _is_isin(instrument) else "symbol",
+        calendar=args.calendar,
         horizon_days=args.horizon_days,
         sample_count=args.sample_count,
         temperature=args.temperature,
@@ -354,6 +365,14 @@ def _model_settings(args: argparse.Namespace, defaults: Defaults) -> ModelSettin
         hub_timeout_s=args.hub_timeout,
         device=args.device,
     )
+
+
+def _is_isin(text: str) -> bool:
+    try:
+        validate_isin(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _positive_int(text: str) -> int:

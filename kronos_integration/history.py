@@ -1,11 +1,14 @@
 """Where a forecast's history comes from: the request's own candles, else the configured sources.
 
-A source is anything with a `name`, `load(instrument)` (its candles passed through
-`validate_candles`, or None when it has none) and `missing_hint(instrument)`. The configured
+A source is anything with a `name`, `load(instrument)` (a `History` of candles passed through
+`validate_candles`, or None when it has none) and `looked_for(instrument)`. The configured
 sources are built in registration order from `ForecastSettings`: the data folder
-(`KRONOS_DATA_DIR/<instrument>.csv|.parquet`), then synthetic history (deterministic per
-instrument) when it is allowed. A new source is one class with a `configured(settings, serving)`
-constructor and one line in `SOURCE_FACTORIES`.
+(`KRONOS_DATA_DIR/<instrument>.csv|.parquet`, with an optional trading calendar in a `calendar`
+column or a `<instrument>.calendar` side-car file), then synthetic history (deterministic per
+instrument) when it is allowed: by `KRONOS_ALLOW_SYNTHETIC_HISTORY`, or when the simulator serves
+and no data folder is configured (so an offline `make serve` answers, while a file missing from a
+configured folder is always a 404 naming it). A new source is one class with a
+`configured(settings, serving)` constructor and one line in `SOURCE_FACTORIES`.
 """
 
 from __future__ import annotations
@@ -32,10 +35,12 @@ INLINE_SOURCE = "request"
 @dataclass(frozen=True)
 class History:
     """Validated candles: `candles` has float64 `CANDLE_COLUMNS` and a tz-naive or tz-aware
-    `DatetimeIndex` named `timestamp`, strictly increasing; `source` names where they came from."""
+    `DatetimeIndex` named `timestamp`, strictly increasing; `source` names where they came from,
+    `calendar` the trading calendar stored with them (None: not said)."""
 
     candles: pd.DataFrame
     source: str
+    calendar: str | None = None
 
     @property
     def timestamps(self) -> pd.DatetimeIndex:
@@ -47,22 +52,25 @@ class HistorySource(Protocol):
 
     name: str
 
-    def load(self, instrument: str) -> pd.DataFrame | None:
-        """`validate_candles` of the stored candles, or None when there are none for `instrument`.
+    def load(self, instrument: str) -> History | None:
+        """The stored history (candles through `validate_candles`), or None when there is none.
 
         Raises ValueError, naming where they are stored, for candles that cannot be read or used."""
         ...
 
-    def missing_hint(self, instrument: str) -> str:
-        """How a user would make `instrument` available here (for the not-found message)."""
+    def looked_for(self, instrument: str) -> str:
+        """Where this source looked for `instrument` (for the not-found message; no absolute
+        paths)."""
         ...
 
 
 class DataFolder:
-    """`<folder>/<instrument>.csv` or `.parquet` (columns: timestamp, open, high, low, close, …)."""
+    """`<folder>/<instrument>.csv` or `.parquet` (columns: timestamp, open, high, low, close, …,
+    and optionally `calendar`), or a calendar name in `<folder>/<instrument>.calendar`."""
 
     name = "data_dir"
     SUFFIXES = (".csv", ".parquet")
+    CALENDAR_SUFFIX = ".calendar"
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -71,19 +79,32 @@ class DataFolder:
     def configured(cls, settings: ForecastSettings, serving: str) -> DataFolder | None:
         return cls(settings.data_dir) if settings.data_dir is not None else None
 
-    def load(self, instrument: str) -> pd.DataFrame | None:
+    def load(self, instrument: str) -> History | None:
         for suffix in self.SUFFIXES:
             path = self.folder / f"{instrument}{suffix}"
             if path.is_file():
                 try:
-                    return validate_candles(read_candles_file(path))
+                    return self._read(path)
                 except ValueError as error:
                     message = str(error).removeprefix(f"{path.name}: ")
                     raise ValueError(f"KRONOS_DATA_DIR/{path.name}: {message}") from None
         return None
 
-    def missing_hint(self, instrument: str) -> str:
-        return f"a file {instrument}.csv or {instrument}.parquet in KRONOS_DATA_DIR"
+    def _read(self, path: Path) -> History:
+        frame = read_candles_file(path)
+        calendar = None
+        if "calendar" in frame.columns:
+            names = frame.pop("calendar").dropna().astype(str).str.strip().unique()
+            if len(names) > 1:
+                raise ValueError(f"the calendar column names several calendars: {list(names)}")
+            calendar = names[0] if len(names) else None
+        side_car = path.with_suffix(self.CALENDAR_SUFFIX)
+        if calendar is None and side_car.is_file():
+            calendar = side_car.read_text(encoding="utf-8").strip() or None
+        return History(validate_candles(frame), self.name, calendar)
+
+    def looked_for(self, instrument: str) -> str:
+        return " and ".join(f"KRONOS_DATA_DIR/{instrument}{suffix}" for suffix in self.SUFFIXES)
 
 
 class SyntheticHistory:
@@ -96,16 +117,18 @@ class SyntheticHistory:
 
     @classmethod
     def configured(cls, settings: ForecastSettings, serving: str) -> SyntheticHistory | None:
-        """Allowed when the simulator serves (so an offline `make serve` answers) or by setting."""
-        allowed = settings.allow_synthetic_history or serving == "simulated"
+        """Allowed by setting, or when the simulator serves without a data folder."""
+        allowed = settings.allow_synthetic_history or (
+            serving == "simulated" and settings.data_dir is None
+        )
         return cls() if allowed else None
 
-    def load(self, instrument: str) -> pd.DataFrame:
+    def load(self, instrument: str) -> History:
         last_day = (pd.Timestamp(self.today()) - pd.offsets.BDay(1)).date()
-        return validate_candles(synthetic_history(instrument, end=last_day))
+        return History(validate_candles(synthetic_history(instrument, end=last_day)), self.name)
 
-    def missing_hint(self, instrument: str) -> str:
-        return "KRONOS_ALLOW_SYNTHETIC_HISTORY=1 for synthetic history"
+    def looked_for(self, instrument: str) -> str:
+        return "synthetic history"
 
 
 SourceFactory = Callable[[ForecastSettings, str], HistorySource | None]
@@ -141,12 +164,15 @@ def resolve_history(
         except ValueError as error:
             raise InvalidRequestError("candles", str(error)) from None
         if found is not None:
-            return History(found, source.name)
-    hint = (
-        sources[0].missing_hint(instrument) if sources else "KRONOS_DATA_DIR with a file per ISIN"
+            return found
+    where = (
+        "looked for " + " and ".join(source.looked_for(instrument) for source in sources)
+        if sources
+        else "no KRONOS_DATA_DIR is configured"
     )
     raise HistoryNotFoundError(
-        f"no price history for {instrument}: send it as 'candles' in the request, or provide {hint}"
+        f"no price history for {instrument} ({where}): send it as 'candles' in the request, "
+        "or add it to KRONOS_DATA_DIR"
     )
 
 

@@ -1,9 +1,10 @@
 """The one forecasting pipeline the service, the command line and the backtest share.
 
-`run_forecast(backend, history, request, settings)`: lay out the future bars of `horizon_days`
-trading days, check them against the limits, choose the lookback window and the seed, ask the
-backend for sample paths, and summarise them per day (price, quantiles, P(up), confidence) and,
-if asked, per bar. It raises only `kronos_integration.errors` classes.
+`run_forecast(backend, history, request, settings)`: resolve the trading calendar (the request's,
+the data folder's, the ISIN country's default, or one inferred from the history), lay out the
+future bars of `horizon_days` sessions, check them against the limits, choose the lookback window
+and the seed, ask the backend for sample paths, and summarise them per day (price, quantiles,
+P(up), confidence) and, if asked, per bar. It raises only `kronos_integration.errors` classes.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ import numpy as np
 import pandas as pd
 
 from kronos_integration.backends.base import Backend, BackendInfo, ForecastTask
+from kronos_integration.calendars import HISTORY, TradingCalendar, future_grid, resolve_calendar
 from kronos_integration.candles import MIN_HISTORY_BARS, validate_candles
 from kronos_integration.config import ForecastSettings
 from kronos_integration.errors import DeadlineExceededError, InvalidRequestError
 from kronos_integration.forecast import Forecast, check_quantile_levels
-from kronos_integration.grid import FutureGrid, future_grid
+from kronos_integration.grid import FutureGrid
 from kronos_integration.history import History, synthetic_history
 from kronos_integration.request import ForecastRequest, Sampling
 from kronos_integration.summary import bar_path, daily_predictions
@@ -41,6 +43,8 @@ class ForecastResult:
         days: one summary per horizon day (see `summary.daily_predictions`).
         lookback: history bars the backend saw.
         sampling: how the paths were drawn (the seed is the one used).
+        calendar: the trading calendar's name and where it came from (`request`, `data_dir`,
+            `isin`, `history`).
         elapsed_s, backend_s: seconds for the whole pipeline, and in the backend.
     """
 
@@ -53,6 +57,7 @@ class ForecastResult:
     current_price: float
     lookback: int
     sampling: Sampling
+    calendar: dict[str, str]
     fallback_reason: str | None
     elapsed_s: float
     backend_s: float
@@ -64,7 +69,7 @@ class ForecastResult:
         model = info.artifacts.get("model")
         tokenizer = info.artifacts.get("tokenizer")
         document: dict[str, Any] = {
-            "isin": self.request.instrument,
+            self.request.instrument_type: self.request.instrument,
             "model": info.name,
             "model_version": info.version,
             "prediction_horizon_days": self.request.horizon_days,
@@ -81,6 +86,7 @@ class ForecastResult:
             "history_periods": len(self.history.candles),
             "history_source": self.history.source,
             "bar_interval": str(pd.Timedelta(self.grid.bar_interval).isoformat()),
+            "calendar": self.calendar,
             "sample_count": sampling.sample_count,
             "seed": sampling.seed,
             "temperature": sampling.temperature,
@@ -114,7 +120,8 @@ def run_forecast(
     """
     started = time.perf_counter()
     info = backend.info
-    grid = _future_grid(history, request.horizon_days)
+    calendar = _calendar(request, history)
+    grid = _future_grid(history, request.horizon_days, calendar)
     pred_len = len(grid.timestamps)
     _check_bar_limit(request.horizon_days, pred_len, info, settings)
     lookback = _lookback(request.lookback, pred_len, len(history.candles), info, settings)
@@ -138,17 +145,18 @@ def run_forecast(
         )
     levels = check_quantile_levels(request.quantiles)
     forecast = Forecast(grid.timestamps, paths, levels, sampling.seed)
-    current_price = float(history.candles["close"].iloc[-1])
+    closes = history.candles["close"].to_numpy()
     return ForecastResult(
         request=request,
         backend=info,
         history=history,
         forecast=forecast,
         grid=grid,
-        days=daily_predictions(forecast, grid, current_price),
-        current_price=current_price,
+        days=daily_predictions(forecast, grid, closes[-lookback:]),
+        current_price=float(closes[-1]),
         lookback=lookback,
         sampling=sampling,
+        calendar={"name": calendar[0].name, "source": calendar[1]},
         fallback_reason=fallback_reason,
         elapsed_s=time.perf_counter() - started,
         backend_s=backend_s,
@@ -163,9 +171,25 @@ def warm_up(backend: Backend) -> ForecastResult:
     return run_forecast(backend, history, request, ForecastSettings())
 
 
-def _future_grid(history: History, horizon_days: int) -> FutureGrid:
+def _calendar(request: ForecastRequest, history: History) -> tuple[TradingCalendar, str]:
+    """The trading calendar and where it came from; InvalidRequestError for an unknown name."""
+    name = request.calendar or history.calendar
+    source = "request" if request.calendar else history.source
+    isin = request.instrument if request.instrument_type == "isin" else None
     try:
-        return future_grid(history.timestamps, horizon_days)
+        if name is None or name.lower() == HISTORY:
+            resolved = resolve_calendar(isin=None if name else isin, timestamps=history.timestamps)
+            return resolved.calendar, resolved.source if name is None else source
+        return resolve_calendar(name).calendar, source
+    except ValueError as error:
+        raise InvalidRequestError("calendar", str(error)) from None
+
+
+def _future_grid(
+    history: History, horizon_days: int, calendar: tuple[TradingCalendar, str]
+) -> FutureGrid:
+    try:
+        return future_grid(history.timestamps, horizon_days, calendar[0])
     except ValueError as error:
         raise InvalidRequestError("candles", str(error)) from None
 

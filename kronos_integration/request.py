@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import pandas as pd
 
@@ -28,7 +29,9 @@ class ForecastRequest:
     """One forecast: `horizon_days` trading days of `instrument`.
 
     Attributes:
-        instrument: the ISIN (or symbol) the history belongs to.
+        instrument: the ISIN or symbol the history belongs to (`instrument_type` says which).
+        calendar: a trading calendar name (`XNYS`, `24/5`, `24/7`, `history`), or None to take
+            the data folder's, then the ISIN country's default, then one inferred from history.
         horizon_days: trading days to forecast, >= 1.
         candles: inline history (raw, indexed by timestamp, oldest first), or None to look it up.
         sample_count: sample paths; None for the configured default.
@@ -41,6 +44,8 @@ class ForecastRequest:
 
     instrument: str
     horizon_days: int
+    instrument_type: Literal["isin", "symbol"] = "isin"
+    calendar: str | None = None
     candles: pd.DataFrame | None = None
     sample_count: int | None = None
     temperature: float = 1.0

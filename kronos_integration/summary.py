@@ -1,9 +1,8 @@
 """A forecast's summaries as JSON-ready data: per horizon day, and per future bar.
 
-Confidence of a day is `1 / (1 + 10 * (P90 - P10) / P50)` over the sample closes of that day's last
-bar: 1 when every sample path agrees, 0.5 when the 80 % band is 10 % of the median wide, falling
-towards 0 as the spread widens (0 when the median is not above zero). With one sample there is no
-spread to measure and it is null.
+A day is read at its last bar: the sample mean of the close, the requested quantiles of the sample
+closes, the share of paths that close above the current price, and the confidence of
+`kronos_integration.confidence` (null with one sample: there is no spread to measure).
 """
 
 from __future__ import annotations
@@ -12,22 +11,11 @@ from typing import Any
 
 import numpy as np
 
+from kronos_integration.confidence import day_confidence
 from kronos_integration.forecast import CANDLE_COLUMNS, Forecast
 from kronos_integration.grid import FutureGrid
 
-CONFIDENCE_SCALE = 10.0
-CONFIDENCE_BAND = (0.1, 0.5, 0.9)
 CLOSE = CANDLE_COLUMNS.index("close")
-
-
-def confidence(closes: np.ndarray) -> float | None:
-    """Confidence from the spread of sample closes (shape (S,)); None when S < 2."""
-    if closes.size < 2:
-        return None
-    low, median, high = np.quantile(closes, CONFIDENCE_BAND)
-    if median <= 0:
-        return 0.0
-    return float(1.0 / (1.0 + CONFIDENCE_SCALE * (high - low) / median))
 
 
 def quantile_key(level: float) -> str:
@@ -37,13 +25,22 @@ def quantile_key(level: float) -> str:
 
 
 def daily_predictions(
-    forecast: Forecast, grid: FutureGrid, current_price: float
+    forecast: Forecast, grid: FutureGrid, history_close: np.ndarray
 ) -> list[dict[str, Any]]:
-    """One entry per horizon day, taken at that day's last bar."""
+    """One entry per horizon day, taken at that day's last bar; `history_close` (T,) are the
+    closes the forecast followed (the last is the current price)."""
     quantiles = forecast.quantiles  # (Q, L, 6)
     mean = forecast.mean  # (L, 6)
+    current_price = float(history_close[-1])
+    positions = list(grid.day_end_positions)
+    confidences = day_confidence(
+        forecast.paths[:, positions, CLOSE],
+        current_price,
+        history_close,
+        [p + 1 for p in positions],
+    )
     days = []
-    for day, position in enumerate(grid.day_end_positions, start=1):
+    for day, (position, confidence) in enumerate(zip(positions, confidences, strict=True), 1):
         closes = forecast.paths[:, position, CLOSE]  # (S,)
         stamp = grid.timestamps[position]
         days.append(
@@ -52,7 +49,7 @@ def daily_predictions(
                 "date": stamp.date().isoformat(),
                 "timestamp": stamp.isoformat(),
                 "predicted_price": float(mean[position, CLOSE]),
-                "confidence": confidence(closes),
+                "confidence": confidence,
                 "probability_up": float(np.mean(closes > current_price)),
                 "quantiles": {
                     quantile_key(level): float(quantiles[i, position, CLOSE])

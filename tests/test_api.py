@@ -107,6 +107,7 @@ def test_optional_request_fields(client, mode):
         seed=1,
         lookback=40,
         include_path=True,
+        calendar="history",  # the sessions the history itself trades
     )
     response = client.post("/predict", json=request)
     body = response.get_json()
@@ -122,6 +123,7 @@ def test_optional_request_fields(client, mode):
     assert (meta["sample_count"], meta["temperature"]) == (3, 0.7)
     assert (meta["top_p"], meta["top_k"]) == sampling
     assert meta["quantiles"] == [0.05, 0.5, 0.95]
+    assert meta["calendar"] == {"name": "history", "source": "request"}
     # Six hourly bars a session (10:00-15:00): the rest of the last day, then two whole sessions.
     sessions_left = 6 - (history.index[-1].hour - 9)
     assert meta["prediction_periods"] == sessions_left + 2 * 6
@@ -152,16 +154,18 @@ def test_a_repeated_quantile_level_is_refused(client, levels):
     assert "more than once" in str(body["errors"]["quantiles"])
 
 
-def test_confidence_falls_as_the_spread_widens(client):
-    def confidences(volatility: float) -> list[float]:
-        request = with_candles(make_candles(200, volatility=volatility), sample_count=64, seed=2)
+def test_confidence_measures_the_band_against_the_instruments_usual_moves(client):
+    def confidences(volatility: float, temperature: float = 1.0) -> list[float]:
+        candles = make_candles(200, volatility=volatility)
+        request = with_candles(candles, sample_count=64, seed=2, temperature=temperature)
         return [
             p["confidence"] for p in client.post("/predict", json=request).get_json()["predictions"]
         ]
 
-    calm, wild = confidences(0.002), confidences(0.04)
-    assert all(c > w for c, w in zip(calm, wild, strict=True))
-    assert calm[0] > calm[-1]  # the band widens with the horizon
+    calm, wild = confidences(0.002), confidences(0.04)  # the same moves, 20 times larger
+    assert calm == pytest.approx(wild, abs=0.05)  # the instrument's own volatility is divided out
+    narrow, wide = confidences(0.01, temperature=0.5), confidences(0.01, temperature=2.0)
+    assert all(0 < w < n < 1 for n, w in zip(narrow, wide, strict=True))
 
 
 def test_one_sample_has_no_confidence(client):
@@ -214,8 +218,8 @@ def test_a_forecast_past_the_year_9999_is_refused_not_a_500(client):
 @pytest.mark.parametrize("mode", ["kronos"], indirect=True)
 def test_kronos_refuses_more_future_bars_than_its_context_window(settings):
     app = loaded_app(make_settings(settings, max_context=64, max_prediction_bars=512))
-    hourly = make_candles(100, freq="h", start="2025-03-03 00:00")  # 24 bars a day
-    request = with_candles(hourly, horizon_days=3, sample_count=1)
+    hourly = make_candles(100, freq="h", start="2025-03-03 00:00")  # 24 bars a day, every day
+    request = with_candles(hourly, horizon_days=3, sample_count=1, calendar="24/7")
     response = app.test_client().post("/predict", json=request)
     body = assert_problem(response, 422, "horizon_days")
     assert "KRONOS_MAX_CONTEXT=64" in body["detail"]
@@ -661,8 +665,11 @@ def test_openapi_is_generated_from_the_schemas(client):
     }
     schemas = spec["components"]["schemas"]
     request_schema = schemas["PredictRequest"]
-    assert set(request_schema["required"]) == {"isin", "horizon_days"}
+    assert set(request_schema["required"]) == {"horizon_days"}  # and one of isin, symbol
     assert set(request_schema["properties"]) >= {
+        "isin",
+        "symbol",
+        "calendar",
         "candles",
         "sample_count",
         "quantiles",
@@ -677,3 +684,75 @@ def test_openapi_is_generated_from_the_schemas(client):
         name = responses[status]["$ref"].rsplit("/", 1)[1]
         content = spec["components"]["responses"][name]["content"]
         assert content["application/problem+json"]["schema"]["$ref"].endswith("/Problem")
+
+
+# Instruments and trading calendars.
+
+
+def test_a_symbol_instead_of_an_isin(client):
+    hourly = make_candles(24 * 40, freq="h", start="2025-01-06 00:00", seed=5)
+    request = {
+        "symbol": "EURUSD",
+        "horizon_days": 1,
+        "calendar": "24/5",
+        "candles": candle_records(hourly),
+        "seed": 3,
+        "sample_count": 2,
+        "include_path": True,
+    }
+    body = client.post("/predict", json=request).get_json()
+    assert body["symbol"] == "EURUSD" and "isin" not in body
+    assert body["metadata"]["calendar"] == {"name": "24/5", "source": "request"}
+    for refused, field in (
+        ({**request, "isin": "US0378331005"}, "symbol"),
+        ({k: v for k, v in request.items() if k != "symbol"}, "isin"),
+        ({**request, "symbol": "../etc/passwd"}, "symbol"),
+    ):
+        assert_problem(client.post("/predict", json=refused), 422, field)
+
+
+def test_an_fx_forecast_from_a_friday_skips_the_closed_weekend(client):
+    hourly = make_candles(24 * 30, freq="h", start="2025-02-03 00:00", seed=6)  # to Sun 03-04 23h
+    hourly = hourly[hourly.index < pd.Timestamp("2025-02-28 21:00")]  # ends Fri 15:00 New York
+    request = {"symbol": "EURUSD", "horizon_days": 1, "calendar": "24/5", "seed": 1}
+    request |= {"candles": candle_records(hourly), "sample_count": 2, "include_path": True}
+    body = client.post("/predict", json=request).get_json()
+    stamps = pd.DatetimeIndex([bar["timestamp"] for bar in body["path"]]).tz_localize("UTC")
+    new_york = stamps.tz_convert("America/New_York")
+    closed = (new_york.day_of_week == 5) | ((new_york.day_of_week == 4) & (new_york.hour >= 17))
+    closed |= (new_york.day_of_week == 6) & (new_york.hour < 17)
+    assert not closed.any()
+    assert stamps[0] == pd.Timestamp("2025-02-28 21:00", tz="UTC")  # the rest of Friday
+    assert body["predictions"][0]["date"] == "2025-03-03"  # the next session: Monday's
+
+
+def test_an_isin_takes_its_exchanges_calendar_and_skips_holidays(client):
+    daily = make_candles(60)
+    daily.index = pd.bdate_range(end="2025-11-26", periods=60, name="timestamp")  # to Wednesday
+    body = client.post("/predict", json=with_candles(daily, horizon_days=3, seed=1)).get_json()
+    assert body["metadata"]["calendar"] == {"name": "XNYS", "source": "isin"}
+    # Thanksgiving (Thursday 27th) is skipped; Friday's early close is still a session.
+    dates = [day["date"] for day in body["predictions"]]
+    assert dates == ["2025-11-28", "2025-12-01", "2025-12-02"]
+
+
+def test_an_unknown_calendar_names_the_field(client):
+    request = with_candles(make_candles(60), calendar="XXXX")
+    body = assert_problem(client.post("/predict", json=request), 422, "calendar")
+    assert "XNYS" in body["errors"]["calendar"][0]
+
+
+def test_a_file_missing_from_the_data_folder_is_a_404_naming_it_in_every_mode(tmp_path):
+    make_candles(80).reset_index().to_csv(tmp_path / f"{OTHER_ISIN}.csv", index=False)
+    (tmp_path / f"{OTHER_ISIN}.calendar").write_text("XLON\n")
+    client = loaded_app(make_settings(mode="simulated", data_dir=tmp_path)).test_client()
+    body = client.post("/predict", json=SEED_REQUEST).get_json()
+    assert body["status"] == 404
+    assert (
+        "KRONOS_DATA_DIR/US67066G1040.csv" in body["detail"] and str(tmp_path) not in body["detail"]
+    )
+    found = client.post("/predict", json={"isin": OTHER_ISIN, "horizon_days": 1}).get_json()
+    assert found["metadata"]["calendar"] == {"name": "XLON", "source": "data_dir"}
+    allowed = make_settings(mode="simulated", data_dir=tmp_path, allow_synthetic_history=True)
+    answer = loaded_app(allowed).test_client().post("/predict", json=SEED_REQUEST).get_json()
+    assert answer["metadata"]["history_source"] == "synthetic"

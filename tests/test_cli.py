@@ -80,7 +80,8 @@ def test_predict_json_is_the_api_document(capsys: pytest.CaptureFixture[str]) ->
         == {}
     )
     assert (document["model"], document["model_version"]) == ("kronos", str(MODEL_DIR))
-    assert document["isin"] == "candles" and document["prediction_horizon_days"] == 1
+    assert document["symbol"] == "candles" and document["prediction_horizon_days"] == 1
+    assert document["metadata"]["calendar"] == {"name": "history", "source": "history"}
     meta = document["metadata"]
     assert (meta["seed"], meta["sample_count"], meta["quantiles"]) == (7, 3, [0.25, 0.75])
     assert meta["fallback_reason"] is None and meta["history_source"] == "request"
@@ -265,6 +266,7 @@ def test_the_cli_and_the_api_give_the_same_days(
     capsys: pytest.CaptureFixture[str], mode: str
 ) -> None:
     options = ["--mode", mode, "--json", "--horizon-days", "2", "--quantiles", "0.05,0.5,0.95"]
+    options += ["--instrument", "US0378331005"]  # its exchange's calendar, in both
     status, out, _ = run_cli(capsys, *PREDICT, *LOCAL, *options)
     assert status == 0
     settings = make_settings(mode=mode, model_id=str(MODEL_DIR), tokenizer_id=str(TOKENIZER_DIR))

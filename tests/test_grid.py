@@ -1,14 +1,23 @@
-"""The future bar grid (`kronos_integration.grid`)."""
+"""The future bar grid from a calendar inferred from the history itself (no exchange named):
+the weekdays (or hour-of-week slots) it trades. Exchange calendars: tests/test_calendars.py."""
 
 from datetime import date
 
 import pandas as pd
 import pytest
 
+from kronos_integration.calendars import future_grid as calendar_grid
+from kronos_integration.calendars import resolve_calendar
 from kronos_integration.candles import candles_from_records, read_candles_file, validate_candles
-from kronos_integration.grid import future_grid, infer_bar_interval
+from kronos_integration.grid import FutureGrid, infer_bar_interval
 from tests.candles import make_candles
 from tests.checkpoints import GOLDEN
+
+
+def future_grid(index: pd.DatetimeIndex, horizon_days: int) -> FutureGrid:
+    """The grid on the calendar inferred from `index`."""
+    calendar = resolve_calendar(timestamps=pd.DatetimeIndex(index)).calendar
+    return calendar_grid(pd.DatetimeIndex(index), horizon_days, calendar)
 
 
 def test_daily_grid_uses_business_days():

@@ -2,8 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from benchmarks.real_series import vendored
+from kronos_integration.calendars import exchange_calendar, future_grid
 from kronos_integration.forecast import DEFAULT_QUANTILES, Forecast, check_quantile_levels
-from kronos_integration.grid import future_grid
 from kronos_integration.simulator import StatisticalSimulator
 from tests.candles import make_candles
 
@@ -51,10 +52,19 @@ def test_calibration_follows_the_history():
     wild = StatisticalSimulator().calibrate(make_candles(300, volatility=0.03))
     assert 0.001 < calm.volatility < 0.004
     assert 0.015 < wild.volatility < 0.06
-    rising = make_candles(300, volatility=0.01)
+
+
+def test_drift_is_shrunk_to_what_the_history_supports():
+    """A trend of about 1 standard error is noise (drift 0); one of 2.8 is mostly kept."""
+    flat = make_candles(300, volatility=0.01)
+    assert StatisticalSimulator().calibrate(flat).drift == 0.0
+    rising = flat.copy()
     rising[["open", "high", "low", "close"]] *= np.exp(np.linspace(0, 0.6, 300))[:, None]
+    returns = np.diff(np.log(rising["close"].to_numpy()))
+    t_squared = returns.mean() ** 2 * len(returns) / returns.var()
+    assert t_squared > 4
     assert StatisticalSimulator().calibrate(rising).drift == pytest.approx(
-        StatisticalSimulator().calibrate(make_candles(300)).drift + 0.6 / 299, abs=1e-9
+        returns.mean() * (1 - 1 / t_squared)
     )
 
 
@@ -109,13 +119,36 @@ def test_the_largest_request_stays_finite():
     assert np.isfinite(result.paths).all()
 
 
-def test_volatility_clusters_after_a_shock():
-    history = make_candles(300, volatility=0.005)
-    shocked = history.copy()
-    shocked.iloc[-1, shocked.columns.get_loc("close")] *= 1.15
-    shocked.iloc[-1, shocked.columns.get_loc("high")] = shocked["close"].iloc[-1]
+def test_garch_fits_clustering_and_a_shock_raises_volatility_that_then_reverts():
+    """Real IBM history clusters (alpha > 0); after a 6-sigma day the first bars are wilder than
+    the long-run level and each later bar calmer, back towards it."""
+    history = vendored("IBM").iloc[-400:].copy()
     simulator = StatisticalSimulator()
-    assert simulator.calibrate(shocked).volatility > 3 * simulator.calibrate(history).volatility
+    quiet = simulator.calibrate(history)
+    assert quiet.garch.alpha > 0 and quiet.garch.alpha + quiet.garch.beta < 1
+    shocked = history.copy()
+    jump = np.exp(6 * quiet.long_run_volatility)
+    shocked.iloc[-1, shocked.columns.get_loc("close")] *= jump
+    shocked.iloc[-1, shocked.columns.get_loc("high")] = shocked["close"].iloc[-1]
+    calibration = simulator.calibrate(shocked)
+    assert calibration.volatility > 1.5 * quiet.volatility
+    result = _run(simulator, shocked, pred_len=120, sample_count=4000, seed=1)
+    closes = np.concatenate(
+        [np.full((4000, 1), shocked["close"].iloc[-1]), result.paths[:, :, 3]], axis=1
+    )
+    per_bar = np.diff(np.log(closes), axis=1).std(axis=0)  # (bars,)
+    assert per_bar[:5].mean() > 1.2 * calibration.long_run_volatility
+    assert per_bar[:5].mean() > per_bar[20:40].mean() > per_bar[100:].mean()
+    assert per_bar[100:].mean() == pytest.approx(calibration.long_run_volatility, rel=0.15)
+
+
+def test_residuals_keep_the_heavy_tails_of_real_returns():
+    calibration = StatisticalSimulator().calibrate(vendored("MSFT").iloc[-400:])
+    residuals = calibration.residuals
+    assert residuals.mean() == pytest.approx(0.0, abs=1e-12)
+    assert residuals.std() == pytest.approx(1.0)
+    kurtosis = np.mean(residuals**4)
+    assert kurtosis > 3.5  # a normal's is 3
 
 
 def test_no_volume_history_gives_zero_volume_paths():
@@ -127,7 +160,7 @@ def test_no_volume_history_gives_zero_volume_paths():
 def test_intraday_history_with_the_grid():
     history = make_candles(200, freq="5min", start="2025-03-03 09:30")
     history = history.iloc[history.index.indexer_between_time("09:30", "15:55")]
-    grid = future_grid(pd.DatetimeIndex(history.index), 2)
+    grid = future_grid(pd.DatetimeIndex(history.index), 2, exchange_calendar("XNYS"))
     paths = StatisticalSimulator().sample_paths(
         history, len(grid.timestamps), sample_count=3, seed=1
     )

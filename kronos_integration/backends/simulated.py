@@ -14,8 +14,8 @@ from kronos_integration.simulator import SIMULATOR_VERSION, StatisticalSimulator
 class SimulatedBackend:
     """`StatisticalSimulator` behind the `Backend` protocol."""
 
-    def __init__(self, max_context: int) -> None:
-        self.simulator = StatisticalSimulator()
+    def __init__(self, max_context: int, simulator: StatisticalSimulator | None = None) -> None:
+        self.simulator = simulator or StatisticalSimulator()
         # The lookback policy stays the model's, so simulated answers use the same history.
         self.info = BackendInfo(
             name="simulated", version=SIMULATOR_VERSION, max_context=max_context

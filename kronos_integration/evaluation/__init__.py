@@ -1,0 +1,1 @@
+"""Evaluation: rolling-origin backtests, proper scores and naive baselines, and their report."""
