@@ -36,6 +36,8 @@ def register_blueprints(api: Api) -> None:
     from app.api.health import blp as health
     from app.api.models import blp as models
     from app.api.predict import blp as predict
+    from app.api.viewer import blp as viewer
 
     for blueprint in (predict, health, models):
         api.register_blueprint(blueprint)
+    api._app.register_blueprint(viewer)  # a plain Flask blueprint: the HTML page is not in the spec
