@@ -10,6 +10,7 @@
   const PRICE_COLUMNS = ["open", "high", "low", "close"];
   const CANDLE_COLUMNS = [...PRICE_COLUMNS, "volume", "amount"];
   const BAND_RGB = "31, 95, 191";
+  const DAY_MS = 86400000;
 
   const body = document.body;
   const form = document.getElementById("forecast-form");
@@ -457,12 +458,17 @@
   async function drawChart(request, answer) {
     const history = historyCandles(request, answer);
     const { traces, start, allX } = chartTraces(history, answer);
+    const xs = allX.map((x) => Date.parse(plotDate(x))).filter(Number.isFinite);
+    const spanDays = (Math.max(...xs) - Math.min(...xs)) / DAY_MS;
+    const dailyBars = /^P[1-9]\d*D/.test(answer.metadata.bar_interval);
     const layout = {
       margin: { l: 60, r: 15, t: 10, b: 10 },
       xaxis: {
         type: "date",
         rangeslider: { visible: false },
         rangebreaks: allX.some(isWeekend) ? [] : [{ bounds: ["sat", "mon"] }],
+        // A few daily bars: one tick a day, never plotly's 12:00 ticks between them.
+        ...(dailyBars && spanDays <= 14 ? { dtick: DAY_MS, tickformat: "%b %d\n%Y" } : {}),
       },
       yaxis: { title: { text: "price" }, automargin: true },
       // Below the two-line date ticks (about 45 px), whatever the chart's height.
