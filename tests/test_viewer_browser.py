@@ -25,6 +25,7 @@ import pytest
 from benchmarks.browser import INSTALL_HINT, chromium, chromium_paths, requests, set_viewport
 from benchmarks.live_server import LiveServer
 from benchmarks.live_server import request as http_request
+from tests.canaries import API_KEY_CANARIES
 from tests.candles import make_candles
 
 pytestmark = [
@@ -396,3 +397,35 @@ def test_a_fallback_reason_is_shown(page, tmp_path):
         )
     assert reason and "no-such-model" in reason
     assert shown[0] is False and reason in shown[1]
+
+
+def test_with_api_keys_on_the_page_sends_the_typed_key_and_keeps_it_nowhere(page, tmp_path):
+    """The page is opened through a header the browser adds (as a proxy would: app/auth.py does not
+    open GET / yet); the forecast requests carry only the key typed into the form."""
+
+    key = API_KEY_CANARIES[0]
+    env = {"KRONOS_MODE": "simulated", "KRONOS_API_KEYS": ",".join(API_KEY_CANARIES)}
+    with LiveServer(env, tmp_path / "gunicorn.log", workers=1) as keyed:
+        page.execute_cdp_cmd("Network.enable", {})
+        page.execute_cdp_cmd(
+            "Network.setExtraHTTPHeaders", {"headers": {"Authorization": f"Bearer {key}"}}
+        )
+        open_page(page, keyed, "", state="idle")
+        page.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {}})
+        fill(page, "f-isin", "US67066G1040")
+        fill(page, "f-horizon_days", "2")
+        submit_and_wait(page, "error")
+        # No key typed: the 401 is shown at the key field, whose closed section is opened.
+        refused = page.execute_script("return document.getElementById('e-api_key').textContent")
+        assert "API key" in refused
+        fill(page, "f-api-key", "not-a-key")
+        submit_and_wait(page, "error")
+        assert page.execute_script("return document.activeElement.id") == "f-api-key"
+        fill(page, "f-api-key", key)
+        submit_and_wait(page, "ready")
+        stored = page.execute_script(
+            "return [location.href, JSON.stringify(localStorage), JSON.stringify(sessionStorage),"
+            " document.cookie, document.getElementById('permalink').href]"
+        )
+    assert len(table_rows(page)) == 2
+    assert not any(key in text for text in stored), stored
