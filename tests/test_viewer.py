@@ -8,14 +8,14 @@ pinned wheel.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from html.parser import HTMLParser
-from importlib import metadata
 
 import pytest
 
 from app import create_app
-from app.api.viewer import FORM_FIELDS, _plotly_bundle
+from app.api.viewer import FORM_FIELDS, PLOTLY_BUNDLE, PLOTLY_VERSION
 from app.settings import Settings
 from tests.canaries import API_KEY_CANARIES
 
@@ -79,12 +79,21 @@ def test_the_page_loads_only_same_origin_assets(client):
         assert status == 200, url
 
 
-def test_the_plotly_bundle_is_the_wheels_and_is_cached_by_version(client):
-    version = metadata.version("plotly")
+def test_the_plotly_bundle_is_the_vendored_one_with_its_licence_and_version():
+    header = PLOTLY_BUNDLE.read_text()[:200]
+    assert f"plotly.js (finance - minified) v{PLOTLY_VERSION}" in header
+    licence = (PLOTLY_BUNDLE.parent / "LICENSE").read_text()
+    assert licence.startswith("MIT License") and "Plotly" in licence
+    origin = (PLOTLY_BUNDLE.parent / "ORIGIN.md").read_text()
+    assert hashlib.sha256(PLOTLY_BUNDLE.read_bytes()).hexdigest() in origin
+
+
+def test_the_plotly_bundle_is_served_and_cached_by_version(client):
+    version = PLOTLY_VERSION
     response = client.get(f"/viewer/plotly.min.js?v={version}")
     assert response.status_code == 200
     assert response.mimetype == "text/javascript"
-    assert response.get_data() == _plotly_bundle().read_bytes()
+    assert response.get_data() == PLOTLY_BUNDLE.read_bytes()
     assert "max-age=31536000" in response.headers["Cache-Control"]
     again = client.get(
         f"/viewer/plotly.min.js?v={version}", headers={"If-None-Match": response.headers["ETag"]}

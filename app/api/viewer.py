@@ -2,8 +2,9 @@
 
 The page carries no data: it is HTML, CSS and JavaScript that call ``POST /predict`` from the
 browser, same origin, with the caller's API key when one is typed in. Its chart library is the
-plotly.js bundle inside the pinned ``plotly`` wheel, served by this blueprint, so the page needs no
-network beyond this service. A Content-Security-Policy keeps every fetch and script on this origin.
+vendored plotly.js finance bundle (``app/vendor/plotly.js/``, MIT, origin in its ORIGIN.md), served
+by this blueprint, so the page needs no network beyond this service. A Content-Security-Policy keeps
+every fetch and script on this origin.
 
 The form is generated from ``FORM_FIELDS``: each entry is one request field of ``/predict``, its
 input, its query parameter in a deep link (``/?isin=...&horizon_days=5``) and the place its API
@@ -17,13 +18,16 @@ served from ``app/static/viewer/`` by Flask's ``static`` endpoint.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import metadata, util
 from pathlib import Path
 
-from flask import Blueprint, Response, abort, render_template, request, send_file
+from flask import Blueprint, Response, render_template, request, send_file
 
 blp = Blueprint("viewer", __name__)
 
+PLOTLY_BUNDLE = (
+    Path(__file__).resolve().parents[1] / "vendor" / "plotly.js" / "plotly-finance.min.js"
+)
+PLOTLY_VERSION = "4.1.0"  # the bundle's header says it; tests/test_viewer.py checks
 ONE_YEAR_S = 365 * 24 * 3600
 # Scripts, styles, images and fetches from this origin only. plotly.js sets inline styles on the
 # elements it draws and adds a <style> element, hence 'unsafe-inline' for styles (not scripts).
@@ -96,14 +100,6 @@ FORM_FIELDS = (
 )
 
 
-def _plotly_bundle() -> Path:
-    """plotly.min.js inside the installed plotly wheel (found without importing plotly)."""
-    spec = util.find_spec("plotly")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("the plotly package is not installed (see requirements.txt)")
-    return Path(next(iter(spec.submodule_search_locations))) / "package_data" / "plotly.min.js"
-
-
 @blp.route("/", methods=["GET"])
 def page() -> Response:
     """The forecast viewer page; its deep-link query parameters are read by the page itself."""
@@ -111,7 +107,7 @@ def page() -> Response:
         "viewer/index.html",
         groups=GROUPS,
         fields=FORM_FIELDS,
-        plotly_version=metadata.version("plotly"),
+        plotly_version=PLOTLY_VERSION,
     )
     response = Response(html, mimetype="text/html")
     response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
@@ -122,13 +118,10 @@ def page() -> Response:
 
 @blp.route("/viewer/plotly.min.js", methods=["GET"])
 def plotly_bundle() -> Response:
-    """The plotly.js bundle of the pinned wheel; cached for a year when asked for by version."""
-    bundle = _plotly_bundle()
-    if not bundle.is_file():
-        abort(404)
-    versioned = request.args.get("v") == metadata.version("plotly")
+    """The vendored plotly.js bundle; cached for a year when asked for by its version."""
+    versioned = request.args.get("v") == PLOTLY_VERSION
     response = send_file(
-        bundle,
+        PLOTLY_BUNDLE,
         mimetype="text/javascript",
         conditional=True,
         max_age=ONE_YEAR_S if versioned else 0,
