@@ -429,3 +429,16 @@ def test_with_api_keys_on_the_page_sends_the_typed_key_and_keeps_it_nowhere(page
         )
     assert len(table_rows(page)) == 2
     assert not any(key in text for text in stored), stored
+
+
+def test_submitting_updates_the_address_and_back_shows_the_earlier_forecast(page, server):
+    open_page(page, server, "isin=US67066G1040&horizon_days=2&seed=4")
+    fill(page, "f-horizon_days", "3")
+    submit_and_wait(page, "ready")
+    assert parse_qs(urlsplit(page.current_url).query)["horizon_days"] == ["3"]
+    assert len(table_rows(page)) == 3
+    page.execute_script("document.body.dataset.state = 'submitted'")
+    page.back()
+    assert wait_for_state(page, "ready", "error") == "ready"
+    assert page.execute_script("return document.getElementById('f-horizon_days').value") == "2"
+    assert len(table_rows(page)) == 2
