@@ -32,7 +32,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from app.state import WorkerState
 
     settings = settings or Settings.from_env()
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # the viewer serves its own files
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
         API_TITLE=API_TITLE,
@@ -52,5 +52,5 @@ def create_app(settings: Settings | None = None) -> Flask:
     hooks.init_app(app)
     api = ProblemApi(app)
     errors.init_app(app)
-    register_blueprints(api)
+    register_blueprints(app, api)
     return app

@@ -162,6 +162,10 @@ class PredictRequestSchema(Schema):
         metadata={"description": "History bars given to the model (default: see README)."},
     )
     include_path = fields.Boolean(load_default=False)
+    include_history = fields.Boolean(
+        load_default=False,
+        metadata={"description": "Add `history`: the bars handed to the model, oldest first."},
+    )
 
     @validates_schema(pass_original=True, skip_on_field_errors=False)
     def check_limits(self, data: dict[str, Any], original: Any, **kwargs: Any) -> None:
@@ -213,6 +217,7 @@ class PredictRequestSchema(Schema):
             quantiles=tuple(data["quantiles"]),
             lookback=data.get("lookback"),
             include_path=data["include_path"],
+            include_history=data["include_history"],
         )
 
 
@@ -293,6 +298,10 @@ class CandleValuesSchema(Schema):
     amount = fields.Float(required=True)
 
 
+class HistoryBarSchema(CandleValuesSchema):
+    timestamp = fields.String(required=True)
+
+
 class PathBarSchema(Schema):
     timestamp = fields.String(required=True)
     mean = fields.Nested(CandleValuesSchema, required=True)
@@ -349,6 +358,7 @@ class PredictResponseSchema(Schema):
     current_price = fields.Float(required=True)
     predictions = fields.List(fields.Nested(PredictionDaySchema), required=True)
     path = fields.List(fields.Nested(PathBarSchema))
+    history = fields.List(fields.Nested(HistoryBarSchema))
     metadata = fields.Nested(PredictMetadataSchema, required=True)
 
 

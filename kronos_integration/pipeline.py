@@ -27,7 +27,7 @@ from kronos_integration.forecast import Forecast, check_quantile_levels
 from kronos_integration.grid import FutureGrid
 from kronos_integration.history import History, synthetic_history
 from kronos_integration.request import ForecastRequest, Sampling
-from kronos_integration.summary import bar_path, daily_predictions
+from kronos_integration.summary import bar_path, daily_predictions, history_bars
 
 MAX_SEED = 2**31
 WARM_UP_INSTRUMENT = "XS0000000009"
@@ -78,6 +78,8 @@ class ForecastResult:
         }
         if self.request.include_path:
             document["path"] = bar_path(self.forecast)
+        if self.request.include_history:
+            document["history"] = history_bars(self.history.candles.iloc[-self.lookback :])
         document["metadata"] = {
             "device": info.device,
             "max_context": info.max_context,

@@ -40,6 +40,7 @@ class ForecastRequest:
         quantiles: levels in (0, 1) reported per day, in the caller's spelling.
         lookback: history bars handed to the backend; None for the configured policy.
         include_path: also report every future bar.
+        include_history: also report the history bars the backend saw (the lookback window).
     """
 
     instrument: str
@@ -55,3 +56,4 @@ class ForecastRequest:
     quantiles: tuple[float, ...] = DEFAULT_QUANTILES
     lookback: int | None = None
     include_path: bool = False
+    include_history: bool = False

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from kronos_integration.confidence import day_confidence
 from kronos_integration.forecast import CANDLE_COLUMNS, Forecast
@@ -78,4 +79,13 @@ def bar_path(forecast: Forecast) -> list[dict[str, Any]]:
             },
         }
         for i, stamp in enumerate(forecast.timestamps)
+    ]
+
+
+def history_bars(candles: pd.DataFrame) -> list[dict[str, Any]]:
+    """History bars as JSON-ready data, oldest first: timestamp and `CANDLE_COLUMNS`."""
+    values = candles[list(CANDLE_COLUMNS)].to_numpy(dtype=np.float64)
+    return [
+        {"timestamp": stamp.isoformat(), **dict(zip(CANDLE_COLUMNS, map(float, row), strict=True))}
+        for stamp, row in zip(candles.index, values, strict=True)
     ]

@@ -756,3 +756,16 @@ def test_a_file_missing_from_the_data_folder_is_a_404_naming_it_in_every_mode(tm
     allowed = make_settings(mode="simulated", data_dir=tmp_path, allow_synthetic_history=True)
     answer = loaded_app(allowed).test_client().post("/predict", json=SEED_REQUEST).get_json()
     assert answer["metadata"]["history_source"] == "synthetic"
+
+
+def test_include_history_returns_the_bars_the_model_saw(client):
+    request = with_candles(make_candles(120), lookback=50, include_history=True, seed=1)
+    body = client.post("/predict", json=request).get_json()
+    history = body["history"]
+    assert len(history) == body["metadata"]["lookback_periods"] == 50
+    assert history[-1]["close"] == body["current_price"]
+    assert history[0]["timestamp"] == request["candles"][-50]["timestamp"]
+    assert (
+        "history"
+        not in client.post("/predict", json={**request, "include_history": False}).get_json()
+    )

@@ -9,10 +9,13 @@ from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any, TypeVar
 
+from flask import Flask
 from flask_smorest import Api, Blueprint
 
 BLUEPRINTS: tuple[str, ...] = ("app.api.predict", "app.api.health", "app.api.models")
-"""Modules that each define a flask-smorest `blp`, registered in this order."""
+"""Modules that each define a flask-smorest `blp`, registered in this order (in /openapi.json)."""
+PAGES: tuple[str, ...] = ("app.api.viewer",)
+"""Modules that each define a plain Flask `blp`: pages for people, not in the API's spec."""
 
 View = TypeVar("View", bound=Callable[..., Any])
 
@@ -28,6 +31,8 @@ def documents_problems(blp: Blueprint, *statuses: int) -> Callable[[View], View]
     return decorate
 
 
-def register_blueprints(api: Api) -> None:
+def register_blueprints(app: Flask, api: Api) -> None:
     for module in BLUEPRINTS:
         api.register_blueprint(importlib.import_module(module).blp)
+    for module in PAGES:
+        app.register_blueprint(importlib.import_module(module).blp)

@@ -1,0 +1,147 @@
+"""GET /: a page that asks the public JSON API for a forecast and draws it (issue 11).
+
+The page carries no data: it is HTML, CSS and JavaScript that call ``POST /predict`` from the
+browser, same origin, with the caller's API key when one is typed in. Its chart library is the
+vendored plotly.js finance bundle (``app/vendor/plotly.js/``, MIT, origin in its ORIGIN.md), served
+by this blueprint, so the page needs no network beyond this service. A Content-Security-Policy keeps
+every fetch and script on this origin.
+
+The form is generated from ``FORM_FIELDS``: each entry is one request field of ``/predict``, its
+input, its query parameter in a deep link (``/?isin=...&horizon_days=5``) and the place its API
+error is shown. A new request field (issue 9's ``symbol``, ``calendar``) is one more entry.
+
+Routes (all `policy.public`: they carry no data, so no API key is needed to load the page):
+``viewer.page`` (``GET /``), ``viewer.asset`` (the page's CSS and JavaScript from
+``app/static/viewer/``) and ``viewer.plotly_bundle``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from flask import Blueprint, Response, abort, render_template, request, send_file
+
+from app.policy import public
+
+blp = Blueprint("viewer", __name__)
+ASSETS = Path(__file__).resolve().parents[1] / "static" / "viewer"
+ASSET_TYPES = {"viewer.css": "text/css", "viewer.js": "text/javascript"}
+
+PLOTLY_BUNDLE = (
+    Path(__file__).resolve().parents[1] / "vendor" / "plotly.js" / "plotly-finance.min.js"
+)
+PLOTLY_VERSION = "4.1.0"  # the bundle's header says it; tests/test_viewer.py checks
+ONE_YEAR_S = 365 * 24 * 3600
+# Scripts, styles, images and fetches from this origin only. plotly.js sets inline styles on the
+# elements it draws and adds a <style> element, hence 'unsafe-inline' for styles (not scripts).
+CONTENT_SECURITY_POLICY = "; ".join(
+    (
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' data: blob:",
+        "connect-src 'self'",
+        "font-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    )
+)
+
+
+@dataclass(frozen=True)
+class FormField:
+    """One ``/predict`` request field as the page shows it.
+
+    ``kind`` says how the input's text becomes JSON: ``string``, ``integer``, ``number`` or
+    ``numbers`` (a comma-separated list). ``group`` is the fieldset it appears in.
+    """
+
+    name: str
+    label: str
+    kind: str
+    group: str
+    hint: str = ""
+    placeholder: str = ""
+    required: bool = False
+
+
+GROUPS = {
+    "instrument": "Instrument",
+    "sampling": "Sampling",
+    "advanced": "Advanced sampling and history",
+}
+
+FORM_FIELDS = (
+    FormField(
+        "isin",
+        "ISIN",
+        "string",
+        "instrument",
+        "12 characters, e.g. US67066G1040",
+        "US67066G1040",
+        required=True,
+    ),
+    FormField(
+        "horizon_days", "Horizon (trading days)", "integer", "instrument", "", "5", required=True
+    ),
+    FormField("sample_count", "Sample paths", "integer", "sampling", "Server default when empty"),
+    FormField(
+        "quantiles",
+        "Quantile levels",
+        "numbers",
+        "sampling",
+        "Comma-separated, between 0 and 1",
+        "0.1, 0.5, 0.9",
+    ),
+    FormField("seed", "Seed", "integer", "sampling", "Same seed, same forecast", "random"),
+    FormField("temperature", "Temperature", "number", "advanced", "", "1.0"),
+    FormField("top_p", "Top-p", "number", "advanced", "Kronos only", "0.9"),
+    FormField("top_k", "Top-k", "integer", "advanced", "Kronos only; 0 is off", "0"),
+    FormField("lookback", "Lookback (bars)", "integer", "advanced", "Server default when empty"),
+)
+
+
+@blp.route("/", methods=["GET"])
+@public
+def page() -> Response:
+    """The forecast viewer page; its deep-link query parameters are read by the page itself."""
+    html = render_template(
+        "viewer/index.html",
+        groups=GROUPS,
+        fields=FORM_FIELDS,
+        plotly_version=PLOTLY_VERSION,
+    )
+    response = Response(html, mimetype="text/html")
+    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+@blp.route("/viewer/assets/<name>", methods=["GET"])
+@public
+def asset(name: str) -> Response:
+    """The page's own stylesheet and script."""
+    if name not in ASSET_TYPES:
+        abort(404)
+    response = send_file(ASSETS / name, mimetype=ASSET_TYPES[name], conditional=True, max_age=0)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@blp.route("/viewer/plotly.min.js", methods=["GET"])
+@public
+def plotly_bundle() -> Response:
+    """The vendored plotly.js bundle; cached for a year when asked for by its version."""
+    versioned = request.args.get("v") == PLOTLY_VERSION
+    response = send_file(
+        PLOTLY_BUNDLE,
+        mimetype="text/javascript",
+        conditional=True,
+        max_age=ONE_YEAR_S if versioned else 0,
+    )
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response

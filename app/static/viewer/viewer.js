@@ -1,0 +1,524 @@
+// Kronos forecast viewer: reads the form (or the deep link), calls POST /predict on this origin,
+// draws the history candles with the forecast's fan chart, and lists the forecast per day.
+// No build step, no network beyond this origin: plotly.js is served by the app itself.
+"use strict";
+
+(() => {
+  // History bars drawn: four per forecast bar, so the fan stays readable, within these bounds.
+  const HISTORY_BARS_SHOWN = { min: 40, max: 120, perForecastBar: 4 };
+  const TIME_COLUMNS = ["timestamp", "timestamps", "date", "datetime"];
+  const PRICE_COLUMNS = ["open", "high", "low", "close"];
+  const CANDLE_COLUMNS = [...PRICE_COLUMNS, "volume", "amount"];
+  const BAND_RGB = "31, 95, 191";
+  const DAY_MS = 86400000;
+
+  const body = document.body;
+  const form = document.getElementById("forecast-form");
+  const fieldInputs = [...form.querySelectorAll("[data-field]")];
+  const csvBox = document.getElementById("csv-box");
+  const csvText = document.getElementById("f-candles");
+  const keyInput = document.getElementById("f-api-key");
+  const submitButton = document.getElementById("submit");
+  const status = document.getElementById("status");
+  const results = document.getElementById("results");
+  const answerBox = document.getElementById("answer");
+  const chart = document.getElementById("chart");
+  // plotly.js loads after this script (deferred, in order), so the forecast is asked for meanwhile.
+  const plotlyReady = new Promise((resolve, reject) => {
+    const script = document.getElementById("plotly-script");
+    if (window.Plotly) resolve();
+    script.addEventListener("load", resolve);
+    script.addEventListener("error", () => reject(new Error("plotly.js did not load")));
+  });
+  // Whether the service answers include_history (proposed for issue 11); null until known.
+  let historySupported = null;
+  let inFlight = null;
+  let chartsDrawn = 0;
+
+  class FieldError extends Error {
+    constructor(field, message) {
+      super(message);
+      this.field = field;
+    }
+  }
+
+  // --- the form and the URL ---------------------------------------------------------------
+
+  function historyMode() {
+    return form.elements.history.value;
+  }
+
+  function showHistoryMode() {
+    csvBox.hidden = historyMode() !== "csv";
+  }
+
+  function number(text) {
+    const value = Number(text);
+    return text !== "" && Number.isFinite(value) ? value : text; // the API names what is wrong
+  }
+
+  function fieldValue(input) {
+    const text = input.value.trim();
+    if (text === "") return undefined;
+    switch (input.dataset.kind) {
+      case "integer":
+        return /^[+-]?\d+$/.test(text) ? Number(text) : text;
+      case "number":
+        return number(text);
+      case "numbers":
+        return text.split(/[\s,;]+/).filter(Boolean).map(number);
+      default:
+        return text;
+    }
+  }
+
+  function parseCsv(text) {
+    const rows = text.split(/\r?\n/).map((line) => line.trim()).filter(Boolean);
+    if (rows.length === 0) throw new FieldError("candles", "Paste or upload a CSV of candles.");
+    const separator = rows[0].includes("\t") ? "\t" : rows[0].includes(";") ? ";" : ",";
+    const split = (line) => line.split(separator).map((cell) => cell.trim().replace(/^"|"$/g, ""));
+    const header = split(rows[0]).map((name) => name.toLowerCase());
+    const timeColumn = header.findIndex((name) => TIME_COLUMNS.includes(name));
+    const missing = PRICE_COLUMNS.filter((name) => !header.includes(name));
+    if (timeColumn < 0) missing.unshift("timestamp");
+    if (missing.length) {
+      throw new FieldError("candles", `The header row lacks: ${missing.join(", ")}.`);
+    }
+    return rows.slice(1).map((row) => {
+      const cells = split(row);
+      const candle = { timestamp: cells[timeColumn] };
+      for (const column of CANDLE_COLUMNS) {
+        const cell = cells[header.indexOf(column)];
+        if (header.includes(column) && cell !== undefined && cell !== "") {
+          candle[column] = number(cell);
+        }
+      }
+      return candle;
+    });
+  }
+
+  function buildRequest() {
+    const request = {};
+    for (const input of fieldInputs) {
+      const value = fieldValue(input);
+      if (value !== undefined) request[input.dataset.field] = value;
+    }
+    if (historyMode() === "csv") {
+      request.candles = parseCsv(csvText.value);
+    } else if (historySupported !== false) {
+      request.include_history = true;
+    }
+    request.include_path = true;
+    return request;
+  }
+
+  function formParams() {
+    const params = new URLSearchParams();
+    for (const input of fieldInputs) {
+      if (input.value.trim() !== "") params.set(input.dataset.field, input.value.trim());
+    }
+    if (historyMode() === "csv") params.set("history", "csv");
+    return params;
+  }
+
+  function fillFormFromUrl() {
+    const params = new URLSearchParams(window.location.search);
+    for (const input of fieldInputs) {
+      input.value = params.get(input.dataset.field) ?? "";
+      if (input.value) input.closest("details")?.setAttribute("open", "");
+    }
+    form.elements.history.value = params.get("history") === "csv" ? "csv" : "server";
+    showHistoryMode();
+    return fieldInputs.some((input) => params.has(input.dataset.field));
+  }
+
+  function runnable() {
+    const required = fieldInputs.filter((input) => input.getAttribute("aria-required") === "true");
+    const filled = required.every((input) => input.value.trim() !== "");
+    return filled && (historyMode() === "server" || csvText.value.trim() !== "");
+  }
+
+  // --- errors ------------------------------------------------------------------------------
+
+  function errorSlot(field) {
+    return (
+      form.querySelector(`[data-error-for="${CSS.escape(field)}"]`) ||
+      form.querySelector('[data-error-for="_form"]')
+    );
+  }
+
+  function inputOf(field) {
+    if (field === "candles") return csvBox.hidden ? form.elements.history[0] : csvText;
+    if (field === "api_key") return keyInput;
+    return form.querySelector(`[data-field="${CSS.escape(field)}"]`);
+  }
+
+  function clearErrors() {
+    for (const slot of form.querySelectorAll("[data-error-for]")) slot.textContent = "";
+    for (const input of form.querySelectorAll("[aria-invalid]")) input.removeAttribute("aria-invalid");
+  }
+
+  // marshmallow nests messages like the request: {"candles": {"3": {"open": ["..."]}}}.
+  function flatten(messages, path = "") {
+    if (Array.isArray(messages) && messages.every((m) => typeof m === "string")) {
+      return messages.map((m) => (path ? `${path}: ${m}` : m));
+    }
+    if (messages && typeof messages === "object") {
+      return Object.entries(messages).flatMap(([key, inner]) =>
+        flatten(inner, /^\d+$/.test(key) ? `${path}[${key}]` : path ? `${path}.${key}` : key),
+      );
+    }
+    return [path ? `${path}: ${messages}` : String(messages)];
+  }
+
+  function showErrors(byField) {
+    let first = null;
+    for (const [field, messages] of Object.entries(byField)) {
+      const slot = errorSlot(field);
+      const known = slot.dataset.errorFor === field;
+      const lines = known && Array.isArray(messages) ? flatten(messages) : flatten(messages, field);
+      slot.textContent = [slot.textContent, ...lines].filter(Boolean).join("\n");
+      slot.closest("details")?.setAttribute("open", "");
+      const input = known ? inputOf(field) : null;
+      if (input) {
+        input.setAttribute("aria-invalid", "true");
+        first = first || input;
+      }
+    }
+    (first || submitButton).focus();
+  }
+
+  function showProblem(statusCode, problem, retryAfter) {
+    const detail = problem?.detail || `The service answered ${statusCode}.`;
+    if (problem?.errors && typeof problem.errors === "object") {
+      showErrors(problem.errors);
+      return;
+    }
+    const byStatus = { 401: "api_key", 404: "candles", 413: "candles" };
+    let message = detail;
+    if (retryAfter) message += ` Retry after ${retryAfter} s.`;
+    if (statusCode >= 500 && problem?.request_id) message += ` (request id ${problem.request_id})`;
+    showErrors({ [byStatus[statusCode] || "_form"]: [message] });
+  }
+
+  // --- talking to the API --------------------------------------------------------------------
+
+  async function post(request, signal) {
+    const headers = {
+      "Content-Type": "application/json",
+      Accept: "application/json, application/problem+json",
+    };
+    const key = keyInput.value.trim();
+    if (key) headers.Authorization = `Bearer ${key}`;
+    const response = await fetch(body.dataset.predictUrl, {
+      method: "POST",
+      headers,
+      body: JSON.stringify(request),
+      cache: "no-store",
+      signal,
+    });
+    const json = await response.json().catch(() => null);
+    return { ok: response.ok, status: response.status, json, retryAfter: response.headers.get("Retry-After") };
+  }
+
+  function refusedIncludeHistory(answer) {
+    return answer.status === 422 && answer.json?.errors && "include_history" in answer.json.errors;
+  }
+
+  function setState(state, message) {
+    body.dataset.state = state;
+    status.textContent = message;
+    results.setAttribute("aria-busy", state === "loading" ? "true" : "false");
+    submitButton.disabled = state === "loading";
+  }
+
+  async function forecast() {
+    clearErrors();
+    let request;
+    try {
+      request = buildRequest();
+    } catch (error) {
+      if (!(error instanceof FieldError)) throw error;
+      showErrors({ [error.field]: [error.message] });
+      setState("error", "Fix the marked field, then press Forecast again.");
+      return;
+    }
+    inFlight?.abort();
+    const controller = new AbortController();
+    inFlight = controller;
+    setState("loading", "Asking the service for a forecast…");
+    let answer;
+    try {
+      answer = await post(request, controller.signal);
+      if (refusedIncludeHistory(answer)) {
+        historySupported = false; // this service predates include_history: ask without it
+        delete request.include_history;
+        answer = await post(request, controller.signal);
+      }
+    } catch (error) {
+      if (controller.signal.aborted) return;
+      showErrors({ _form: [`The service did not answer (${error.message}).`] });
+      setState("error", "No answer.");
+      return;
+    }
+    if (controller.signal.aborted) return;
+    if (!answer.ok) {
+      answerBox.hidden = true;
+      showProblem(answer.status, answer.json, answer.retryAfter);
+      setState("error", `The service refused the request (${answer.status}); see the messages in the form.`);
+      return;
+    }
+    if ("history" in answer.json) historySupported = true;
+    performance.mark("kronos:forecast-received");
+    try {
+      await render(request, answer.json);
+      if (results.getBoundingClientRect().top > window.innerHeight / 2) results.scrollIntoView();
+    } catch (error) {
+      showErrors({ _form: [`The forecast could not be drawn (${error.message}).`] });
+      setState("error", "No chart.");
+      return;
+    }
+    setState("ready", `Forecast of ${answer.json.isin} for ${answer.json.prediction_horizon_days} trading days.`);
+  }
+
+  // --- drawing -------------------------------------------------------------------------------
+
+  // plotly.js reads wall-clock date strings; a UTC offset is dropped so bars show in their own zone.
+  function plotDate(timestamp) {
+    return timestamp.replace(/(Z|[+-]\d\d:?\d\d)$/, "");
+  }
+
+  function priceDigits(reference) {
+    const magnitude = Math.abs(reference);
+    if (!(magnitude > 0)) return 2;
+    return Math.min(8, Math.max(2, 4 - Math.floor(Math.log10(magnitude))));
+  }
+
+  function percentLabel(key) {
+    return `P${Number((Number(key) * 100).toPrecision(12))}`;
+  }
+
+  function quantileKeys(predictions) {
+    return Object.keys(predictions[0].quantiles).sort((a, b) => Number(a) - Number(b));
+  }
+
+  function isWeekend(timestamp) {
+    const [year, month, day] = timestamp.slice(0, 10).split("-").map(Number);
+    const weekday = new Date(Date.UTC(year, month - 1, day)).getUTCDay();
+    return weekday === 0 || weekday === 6;
+  }
+
+  function fact(term, value) {
+    const box = document.createElement("div");
+    const dt = document.createElement("dt");
+    const dd = document.createElement("dd");
+    dt.textContent = term;
+    if (value instanceof Node) dd.append(value);
+    else dd.textContent = value;
+    box.append(dt, dd);
+    return box;
+  }
+
+  function calendarText(calendar) {
+    if (typeof calendar === "string") return calendar;
+    return calendar.name || calendar.id || calendar.mic || JSON.stringify(calendar);
+  }
+
+  function showFacts(answer) {
+    const meta = answer.metadata;
+    const facts = [
+      fact("Mode", answer.model),
+      fact("Model", answer.model_version),
+      fact("History", `${meta.history_source}, ${meta.history_periods} bars (lookback ${meta.lookback_periods})`),
+      fact("Current price", answer.current_price.toFixed(priceDigits(answer.current_price))),
+      fact("Samples", String(meta.sample_count)),
+      fact("Seed", String(meta.seed)),
+      fact("Bar interval", meta.bar_interval),
+      fact("Answered in", `${meta.elapsed_ms} ms`),
+    ];
+    if (meta.calendar != null) facts.splice(2, 0, fact("Calendar", calendarText(meta.calendar)));
+    const link = document.createElement("a");
+    const params = formParams();
+    params.set("seed", String(meta.seed));
+    link.href = `?${params}`;
+    link.textContent = "this forecast";
+    link.id = "permalink";
+    facts.push(fact("Link to", link));
+    document.getElementById("facts").replaceChildren(...facts);
+    const fallback = document.getElementById("fallback");
+    fallback.hidden = !meta.fallback_reason;
+    fallback.textContent = meta.fallback_reason
+      ? `Fallback: the Kronos model could not be used, the simulator answered. Reason: ${meta.fallback_reason}`
+      : "";
+  }
+
+  function showTable(answer) {
+    const keys = quantileKeys(answer.predictions);
+    const digits = priceDigits(answer.current_price);
+    const headRow = document.createElement("tr");
+    for (const title of ["Day", "Date", "Predicted price", ...keys.map(percentLabel), "P(up)", "Confidence"]) {
+      const th = document.createElement("th");
+      th.scope = "col";
+      th.textContent = title;
+      headRow.append(th);
+    }
+    const cell = (text, value, name) => {
+      const td = document.createElement("td");
+      td.textContent = text;
+      if (value !== undefined) td.dataset.value = value === null ? "" : String(value);
+      if (name) td.dataset.column = name;
+      return td;
+    };
+    const rows = answer.predictions.map((day) => {
+      const tr = document.createElement("tr");
+      tr.append(
+        cell(String(day.day), day.day, "day"),
+        cell(day.date, day.date, "date"),
+        cell(day.predicted_price.toFixed(digits), day.predicted_price, "predicted_price"),
+        ...keys.map((key) => cell(day.quantiles[key].toFixed(digits), day.quantiles[key], `q${key}`)),
+        cell(`${(day.probability_up * 100).toFixed(1)} %`, day.probability_up, "probability_up"),
+        cell(day.confidence === null ? "—" : day.confidence.toFixed(2), day.confidence, "confidence"),
+      );
+      return tr;
+    });
+    const table = document.getElementById("forecast-table");
+    table.tHead.replaceChildren(headRow);
+    table.tBodies[0].replaceChildren(...rows);
+  }
+
+  function historyCandles(request, answer) {
+    const candles = answer.history || request.candles;
+    const { min, max, perForecastBar } = HISTORY_BARS_SHOWN;
+    const bars = answer.metadata.prediction_periods * perForecastBar;
+    return Array.isArray(candles) ? candles.slice(-Math.min(max, Math.max(min, bars))) : [];
+  }
+
+  function chartTraces(history, answer) {
+    const keys = quantileKeys(answer.predictions);
+    // Bar-level path when the service sent one (include_path), else the per-day points.
+    const points = answer.path
+      ? answer.path.map((bar) => ({
+          x: plotDate(bar.timestamp),
+          q: Object.fromEntries(keys.map((key) => [key, bar.quantiles[key].close])),
+        }))
+      : answer.predictions.map((day) => ({ x: plotDate(day.timestamp), q: day.quantiles }));
+    const last = history[history.length - 1];
+    const anchor = last ? [{ x: plotDate(last.timestamp), q: Object.fromEntries(keys.map((k) => [k, Number(last.close)])) }] : [];
+    const fan = [...anchor, ...points];
+    const series = (key) => ({ x: fan.map((p) => p.x), y: fan.map((p) => p.q[key]) });
+    const traces = [];
+    if (history.length) {
+      traces.push({
+        type: "candlestick",
+        name: "history",
+        meta: { role: "history" },
+        x: history.map((c) => plotDate(c.timestamp)),
+        open: history.map((c) => Number(c.open)),
+        high: history.map((c) => Number(c.high)),
+        low: history.map((c) => Number(c.low)),
+        close: history.map((c) => Number(c.close)),
+        increasing: { line: { color: "#2e7d32" } },
+        decreasing: { line: { color: "#c62828" } },
+      });
+    }
+    const lower = keys.filter((key) => Number(key) < 0.5);
+    const upper = keys.filter((key) => Number(key) > 0.5).reverse();
+    const pairs = Math.min(lower.length, upper.length);
+    for (let i = 0; i < pairs; i += 1) {
+      const alpha = (0.15 + (0.25 * (i + 1)) / pairs).toFixed(2);
+      const name = `${percentLabel(lower[i])}–${percentLabel(upper[i])}`;
+      traces.push(
+        { ...series(lower[i]), type: "scatter", mode: "lines", line: { width: 0 }, name: percentLabel(lower[i]), showlegend: false, legendgroup: name, meta: { role: "quantile", key: lower[i] } },
+        { ...series(upper[i]), type: "scatter", mode: "lines", line: { width: 0 }, fill: "tonexty", fillcolor: `rgba(${BAND_RGB}, ${alpha})`, name, legendgroup: name, meta: { role: "quantile", key: upper[i] } },
+      );
+    }
+    for (const key of [...lower.slice(pairs), ...upper.slice(pairs), ...keys.filter((k) => Number(k) === 0.5)]) {
+      const median = Number(key) === 0.5;
+      traces.push({
+        ...series(key),
+        type: "scatter",
+        mode: "lines",
+        name: median ? "median" : percentLabel(key),
+        line: { color: `rgb(${BAND_RGB})`, width: median ? 2.5 : 1, dash: median ? "solid" : "dot" },
+        meta: { role: "quantile", key },
+      });
+    }
+    traces.push({
+      type: "scatter",
+      mode: "markers",
+      name: "predicted price (mean)",
+      meta: { role: "mean" },
+      x: answer.predictions.map((day) => plotDate(day.timestamp)),
+      y: answer.predictions.map((day) => day.predicted_price),
+      marker: { color: "#111", size: 6, symbol: "diamond" },
+    });
+    return { traces, start: anchor.length ? anchor[0].x : points[0].x, allX: [...history.map((c) => c.timestamp), ...fan.map((p) => p.x)] };
+  }
+
+  async function drawChart(request, answer) {
+    const history = historyCandles(request, answer);
+    const { traces, start, allX } = chartTraces(history, answer);
+    const xs = allX.map((x) => Date.parse(plotDate(x))).filter(Number.isFinite);
+    const spanDays = (Math.max(...xs) - Math.min(...xs)) / DAY_MS;
+    const dailyBars = /^P[1-9]\d*D/.test(answer.metadata.bar_interval);
+    const layout = {
+      margin: { l: 60, r: 15, t: 10, b: 10 },
+      xaxis: {
+        type: "date",
+        rangeslider: { visible: false },
+        rangebreaks: allX.some(isWeekend) ? [] : [{ bounds: ["sat", "mon"] }],
+        // A few daily bars: one tick a day, never plotly's 12:00 ticks between them.
+        ...(dailyBars && spanDays <= 14 ? { dtick: DAY_MS, tickformat: "%b %d\n%Y" } : {}),
+      },
+      yaxis: { title: { text: "price" }, automargin: true },
+      // Below the two-line date ticks (about 45 px), whatever the chart's height.
+      legend: { orientation: "h", x: 0, y: -45 / Math.max(100, chart.clientHeight - 80), yanchor: "top" },
+      hovermode: "x",
+      shapes: [{ type: "line", xref: "x", yref: "paper", x0: start, x1: start, y0: 0, y1: 1, line: { color: "#444", width: 1.5, dash: "dash" } }],
+      annotations: [{ x: start, xref: "x", y: 0, yref: "paper", text: "forecast →", showarrow: false, xanchor: "left", yanchor: "bottom", font: { size: 12 } }],
+    };
+    const config = { responsive: true, displaylogo: false, modeBarButtonsToRemove: ["select2d", "lasso2d"] };
+    await plotlyReady;
+    await window.Plotly.react(chart, traces, layout, config);
+    chartsDrawn += 1;
+    if (chartsDrawn === 1) performance.mark("kronos:first-chart-drawn");
+    const total = answer.history ? answer.metadata.history_periods : request.candles?.length;
+    document.getElementById("chart-note").textContent = history.length
+      ? `History: the last ${history.length} of ${total ?? history.length} bars. The dashed line marks where the forecast starts.`
+      : "This service does not send its history back (include_history), so the chart shows the forecast only.";
+  }
+
+  async function render(request, answer) {
+    answerBox.hidden = false;
+    showFacts(answer);
+    showTable(answer);
+    await drawChart(request, answer);
+  }
+
+  // --- wiring --------------------------------------------------------------------------------
+
+  function runFromUrl() {
+    if (fillFormFromUrl() && runnable()) {
+      forecast();
+    } else {
+      answerBox.hidden = true;
+      setState("idle", "Choose an instrument and a horizon, then press Forecast.");
+    }
+  }
+
+  form.addEventListener("change", (event) => {
+    if (event.target.name === "history") showHistoryMode();
+  });
+  document.getElementById("f-candles-file").addEventListener("change", async (event) => {
+    const file = event.target.files[0];
+    if (file) csvText.value = await file.text();
+  });
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const query = `?${formParams()}`;
+    if (query !== window.location.search) window.history.pushState(null, "", query);
+    forecast();
+  });
+  window.addEventListener("popstate", runFromUrl);
+  runFromUrl();
+})();

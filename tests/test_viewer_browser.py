@@ -1,0 +1,446 @@
+"""The forecast page in headless Chromium against a real gunicorn in simulated mode.
+
+The page is loaded from a deep link, drawn by the real plotly.js bundle, and compared with the
+answer the test gets from the same request (same seed) over HTTP: the chart's traces and the
+table's cells must show those numbers. Every URL the browser asked for is read from its DevTools
+log and must be on the service's own origin. Screenshots and the page's performance marks (time to
+the first chart drawn) are saved under pytest's tmp dir and, when set, ``KRONOS_ARTIFACTS_DIR``.
+
+Needs Debian's ``chromium`` and ``chromium-driver``; without them these tests skip and say how to
+install them (``.ci/run`` installs them, so CI always runs them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from benchmarks.browser import INSTALL_HINT, chromium, chromium_paths, requests, set_viewport
+from benchmarks.live_server import LiveServer
+from benchmarks.live_server import request as http_request
+from tests.canaries import API_KEY_CANARIES
+from tests.candles import make_candles
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        chromium_paths() is None, reason=f"Chromium and chromedriver not installed: {INSTALL_HINT}"
+    ),
+]
+
+DEEP_LINK = {
+    "isin": "US67066G1040",
+    "horizon_days": "5",
+    "seed": "7",
+    "sample_count": "16",
+    "quantiles": "0.1,0.25,0.5,0.75,0.9",
+}
+DATA_DIR_ISIN = "US0378331005"
+WAIT_S = 60
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """One gunicorn worker in simulated mode, with one instrument in its data folder and synthetic
+    history for the others."""
+    folder = tmp_path_factory.mktemp("viewer-server")
+    data_dir = folder / "data"
+    data_dir.mkdir()
+    make_candles(80, seed=3, last_close=190.0).to_csv(data_dir / f"{DATA_DIR_ISIN}.csv")
+    env = {"KRONOS_MODE": "simulated", "KRONOS_DATA_DIR": str(data_dir)}
+    env["KRONOS_ALLOW_SYNTHETIC_HISTORY"] = "1"  # the seed's ISIN is not in the folder
+    with LiveServer(env, folder / "gunicorn.log", workers=1) as live:
+        yield live
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    with chromium(tmp_path_factory.mktemp("chromium-profile")) as driver:
+        yield driver
+
+
+@pytest.fixture
+def page(browser: Any, server: LiveServer) -> Iterator[Any]:
+    """The browser at 1280×800 with its request log emptied; back there after the test."""
+    set_viewport(browser, 1280, 800)
+    requests(browser)
+    yield browser
+    set_viewport(browser, 1280, 800)
+
+
+def origin(server: LiveServer) -> str:
+    return f"http://127.0.0.1:{server.port}"
+
+
+def wait_for_state(driver: Any, *states: str) -> str:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def settled(d: Any) -> str | None:
+        state = d.execute_script("return document.body && document.body.dataset.state")
+        return state if state in states else None
+
+    state: str = WebDriverWait(driver, WAIT_S).until(settled)
+    return state
+
+
+def open_page(driver: Any, server: LiveServer, query: str, state: str = "ready") -> None:
+    driver.get(f"{origin(server)}/?{query}")
+    assert wait_for_state(driver, "ready", "error", "idle") == state, status_text(driver)
+
+
+def submit_and_wait(driver: Any, state: str) -> None:
+    """Press Enter in the horizon field (keyboard submission) and wait for the answer."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    driver.execute_script("document.body.dataset.state = 'submitted'")
+    driver.find_element(By.ID, "f-horizon_days").send_keys(Keys.ENTER)
+    assert wait_for_state(driver, "ready", "error") == state, status_text(driver)
+
+
+def status_text(driver: Any) -> str:
+    return str(driver.execute_script("return document.getElementById('status').textContent"))
+
+
+def fill(driver: Any, element_id: str, text: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    element = driver.find_element(By.ID, element_id)
+    element.clear()
+    element.send_keys(text)
+
+
+def api_answer(server: LiveServer, body: dict[str, Any]) -> dict[str, Any]:
+    status, _, raw = http_request(server.port, "POST", "/predict", body)
+    answer: dict[str, Any] = json.loads(raw)
+    assert status == 200, answer
+    return answer
+
+
+def deep_link_request(query: dict[str, str]) -> dict[str, Any]:
+    """The JSON body the page builds from these query parameters."""
+    return {
+        "isin": query["isin"],
+        "horizon_days": int(query["horizon_days"]),
+        "seed": int(query["seed"]),
+        "sample_count": int(query["sample_count"]),
+        "quantiles": [float(level) for level in query["quantiles"].split(",")],
+    }
+
+
+def chart_traces(driver: Any) -> list[dict[str, Any]]:
+    return list(
+        driver.execute_script(
+            "return document.getElementById('chart').data.map(t => ({name: t.name, "
+            "type: t.type, meta: t.meta || {}, x: Array.from(t.x || []), y: Array.from(t.y || []),"
+            " open: Array.from(t.open || []), close: Array.from(t.close || [])}))"
+        )
+    )
+
+
+def facts(driver: Any) -> dict[str, str]:
+    """The answer's facts as shown: term -> value."""
+    return dict(
+        driver.execute_script(
+            "return Array.from(document.querySelectorAll('#facts div')).map(d =>"
+            " [d.querySelector('dt').textContent, d.querySelector('dd').textContent])"
+        )
+    )
+
+
+def table_rows(driver: Any) -> list[dict[str, tuple[str, str]]]:
+    """Each body row of the table: column -> (text shown, data-value)."""
+    return list(
+        driver.execute_script(
+            "return Array.from(document.querySelectorAll('#forecast-table tbody tr')).map(tr =>"
+            " Object.fromEntries(Array.from(tr.cells).map(td =>"
+            " [td.dataset.column, [td.textContent, td.dataset.value]])))"
+        )
+    )
+
+
+def plot_date(timestamp: str) -> str:
+    """The page draws wall-clock dates (plotly.js reads no UTC offset)."""
+    return timestamp.removesuffix("Z").split("+")[0]
+
+
+def shows(text: str, value: float) -> bool:
+    """`text` is `value` rounded to the decimals it shows."""
+    decimals = len(text.split(".")[1]) if "." in text else 0
+    return abs(float(text) - value) <= 0.5 * 10**-decimals + 1e-12
+
+
+def foreign_requests(driver: Any, server: LiveServer) -> list[str]:
+    """URLs the page asked for that are not on the service's origin (data: URLs are local)."""
+    asked = requests(driver)
+    resources = driver.execute_script(
+        "return ['navigation', 'resource'].flatMap(t => performance.getEntriesByType(t))"
+        ".map(e => e.name)"
+    )
+    return [
+        url
+        for url in [*asked, *resources]
+        if not url.startswith((origin(server) + "/", "data:", "blob:"))
+    ]
+
+
+def save_artifact(driver: Any, tmp_path: Path, name: str, full_page: bool = False) -> Path:
+    """A PNG of the viewport (or the whole page) in tmp_path and KRONOS_ARTIFACTS_DIR if set."""
+    import base64
+
+    target = tmp_path / name
+    if full_page:
+        height = driver.execute_script("return document.documentElement.scrollHeight")
+        width = driver.execute_script("return window.innerWidth")
+        shot = driver.execute_cdp_cmd(
+            "Page.captureScreenshot",
+            {
+                "format": "png",
+                "captureBeyondViewport": True,
+                "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1},
+            },
+        )
+        target.write_bytes(base64.b64decode(shot["data"]))
+    else:
+        driver.save_screenshot(str(target))
+    copy_artifact(target)
+    return target
+
+
+def copy_artifact(path: Path) -> None:
+    folder = os.environ.get("KRONOS_ARTIFACTS_DIR")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, Path(folder) / path.name)
+
+
+def test_a_deep_link_draws_the_forecast_the_api_returns(page, server, tmp_path):
+    query = "&".join(f"{key}={value}" for key, value in DEEP_LINK.items())
+    open_page(page, server, query)
+    expected = api_answer(server, {**deep_link_request(DEEP_LINK), "include_path": True})
+    days = expected["predictions"]
+    assert len(days) == 5
+
+    traces = chart_traces(page)
+    by_key = {t["meta"]["key"]: t for t in traces if t["meta"].get("role") == "quantile"}
+    assert set(by_key) == set(days[0]["quantiles"]) == {"0.1", "0.25", "0.5", "0.75", "0.9"}
+    for key, trace in by_key.items():
+        drawn = dict(zip(trace["x"], trace["y"], strict=True))
+        assert [drawn[plot_date(day["timestamp"])] for day in days] == [
+            day["quantiles"][key] for day in days
+        ]
+    mean = next(t for t in traces if t["meta"].get("role") == "mean")
+    assert mean["y"] == [day["predicted_price"] for day in days]
+    assert mean["x"] == [plot_date(day["timestamp"]) for day in days]
+    assert next(t for t in traces if t["name"] == "median")["meta"]["key"] == "0.5"
+    bands = [t for t in traces if t["name"] in ("P10–P90", "P25–P75")]
+    assert len(bands) == 2  # two filled bands: the fan
+    start = page.execute_script("return document.getElementById('chart').layout.shapes[0].x0")
+    assert start <= plot_date(days[0]["timestamp"])  # the forecast-start line
+
+    rows = table_rows(page)
+    assert [row["date"][0] for row in rows] == [day["date"] for day in days]
+    for row, day in zip(rows, days, strict=True):
+        assert float(row["predicted_price"][1]) == day["predicted_price"]
+        assert shows(row["predicted_price"][0], day["predicted_price"])
+        for key, value in day["quantiles"].items():
+            assert float(row[f"q{key}"][1]) == value and shows(row[f"q{key}"][0], value)
+        assert float(row["probability_up"][1]) == day["probability_up"]
+        assert shows(row["probability_up"][0].removesuffix(" %"), day["probability_up"] * 100)
+        assert float(row["confidence"][1]) == day["confidence"]
+        assert shows(row["confidence"][0], day["confidence"])
+
+    shown = facts(page)
+    assert shown["Mode"] == "simulated" and shown["Model"] == expected["model_version"]
+    assert shown["Seed"] == "7" and shown["Samples"] == "16"
+    assert shown["Calendar"] == expected["metadata"]["calendar"]["name"] == "XNYS"
+    fallback_hidden = page.execute_script("return document.getElementById('fallback').hidden")
+    assert fallback_hidden and expected["metadata"]["fallback_reason"] is None
+
+    assert foreign_requests(page, server) == []
+    marks = page.execute_script(
+        "return Object.fromEntries(performance.getEntriesByType('mark')"
+        ".map(m => [m.name, m.startTime]))"
+    )
+    assert marks["kronos:first-chart-drawn"] >= marks["kronos:forecast-received"] > 0
+    timings = tmp_path / "viewer-timings.json"
+    timings.write_text(json.dumps(marks, indent=1))
+    copy_artifact(timings)
+    save_artifact(page, tmp_path, "viewer-1280x800.png")
+    save_artifact(page, tmp_path, "viewer-1280x800-full.png", full_page=True)
+
+
+def test_history_from_the_data_folder_is_used_and_shown(page, server):
+    open_page(page, server, f"isin={DATA_DIR_ISIN}&horizon_days=3&seed=1")
+    assert facts(page)["History"] == "data_dir, 80 bars (lookback 80)"
+    body = {"isin": DATA_DIR_ISIN, "horizon_days": 3, "seed": 1, "include_history": True}
+    status, _, raw = http_request(server.port, "POST", "/predict", body)
+    answer = json.loads(raw)
+    candles = [t for t in chart_traces(page) if t["type"] == "candlestick"]
+    note = page.execute_script("return document.getElementById('chart-note').textContent")
+    if status == 200:  # the service sends the history it used back (include_history)
+        assert answer["current_price"] == pytest.approx(190.0)
+        shown = answer["history"][-len(candles[0]["close"]) :]
+        assert candles[0]["close"] == [bar["close"] for bar in shown]
+        assert candles[0]["x"][-1] == plot_date(shown[-1]["timestamp"])
+    else:  # a service without include_history: the page asked again without it
+        assert status == 422 and "include_history" in answer["errors"]
+        assert candles == [] and "does not send its history back" in note
+    assert foreign_requests(page, server) == []
+
+
+def test_an_uploaded_csv_is_the_history_drawn_and_forecast(page, server, tmp_path):
+    open_page(page, server, "", state="idle")
+    candles = make_candles(60, seed=11, last_close=42.0)
+    csv_file = tmp_path / "candles.csv"
+    candles.to_csv(csv_file)
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    page.find_element(By.CSS_SELECTOR, "input[name=history][value=csv]").click()
+    page.find_element(By.ID, "f-candles-file").send_keys(str(csv_file))
+    WebDriverWait(page, WAIT_S).until(
+        lambda d: d.execute_script("return document.getElementById('f-candles').value")
+    )
+    fill(page, "f-isin", "DE0007164600")
+    fill(page, "f-horizon_days", "4")
+    fill(page, "f-seed", "5")
+    submit_and_wait(page, "ready")
+
+    query = parse_qs(urlsplit(page.current_url).query)
+    assert query == {
+        "isin": ["DE0007164600"],
+        "horizon_days": ["4"],
+        "seed": ["5"],
+        "history": ["csv"],
+    }
+    assert facts(page)["History"] == "request, 60 bars (lookback 60)"
+    drawn = next(t for t in chart_traces(page) if t["type"] == "candlestick")
+    assert drawn["close"] == pytest.approx(candles["close"].to_numpy()[-len(drawn["close"]) :])
+    assert drawn["x"][-1] == str(candles.index[-1].date())  # as the CSV spells it
+    assert foreign_requests(page, server) == []
+
+
+@pytest.mark.parametrize(
+    ("field", "text", "message"),
+    [
+        ("horizon_days", "999", "KRONOS_MAX_HORIZON_DAYS"),
+        ("isin", "US67066G1041", "check digit"),
+        ("quantiles", "0.5, 1.5", "quantiles[1]"),
+    ],
+)
+def test_a_bad_input_shows_the_apis_message_next_to_its_field(page, server, field, text, message):
+    open_page(page, server, "isin=US67066G1040&horizon_days=2&seed=3")
+    fill(page, f"f-{field}", text)
+    submit_and_wait(page, "error")
+    shown = page.execute_script(
+        "const input = document.getElementById(arguments[0]);"
+        "const slot = document.getElementById(arguments[1]);"
+        "return {error: slot.textContent, invalid: input.getAttribute('aria-invalid'),"
+        " described: input.getAttribute('aria-describedby'),"
+        " sameBox: input.closest('.field') === slot.closest('.field'),"
+        " focused: document.activeElement === input}",
+        f"f-{field}",
+        f"e-{field}",
+    )
+    assert message.lower() in shown["error"].lower(), shown
+    assert shown["invalid"] == "true" and f"e-{field}" in shown["described"]
+    assert shown["sameBox"] and shown["focused"]
+    assert page.execute_script("return document.getElementById('answer').hidden")
+
+
+def test_bad_candles_show_the_apis_message_next_to_the_csv(page, server):
+    open_page(page, server, "history=csv&isin=US67066G1040&horizon_days=2", state="idle")
+    rows = make_candles(40, seed=2).reset_index()
+    rows.loc[7, "high"] = rows.loc[7, "low"] / 2  # high below low
+    page.execute_script(
+        "document.getElementById('f-candles').value = arguments[0]", rows.to_csv(index=False)
+    )
+    submit_and_wait(page, "error")
+    error = page.execute_script("return document.getElementById('e-candles').textContent")
+    assert "candles[7]" in error and "high is below low" in error
+    assert page.execute_script(
+        "return document.getElementById('f-candles').getAttribute('aria-invalid')"
+    )
+
+
+def test_a_phone_width_screen_shows_the_page_without_sideways_scrolling(page, server, tmp_path):
+    set_viewport(page, 390, 844)
+    open_page(page, server, "isin=US67066G1040&horizon_days=10&seed=7")
+    widths = page.execute_script(
+        "return [document.documentElement.scrollWidth, window.innerWidth,"
+        " document.getElementById('chart').getBoundingClientRect().width]"
+    )
+    assert widths[0] <= widths[1] and 0 < widths[2] <= widths[1]
+    assert len(table_rows(page)) == 10
+    save_artifact(page, tmp_path, "viewer-390x844.png")
+
+
+def test_a_fallback_reason_is_shown(page, tmp_path):
+    env = {
+        "KRONOS_MODE": "auto",
+        "KRONOS_MODEL_ID": str(tmp_path / "no-such-model"),
+        "HF_HUB_OFFLINE": "1",
+    }
+    with LiveServer(env, tmp_path / "gunicorn.log", workers=1) as auto:
+        open_page(page, auto, "isin=US67066G1040&horizon_days=2&seed=1")
+        reason = api_answer(auto, {"isin": "US67066G1040", "horizon_days": 1})["metadata"][
+            "fallback_reason"
+        ]
+        shown = page.execute_script(
+            "const box = document.getElementById('fallback'); return [box.hidden, box.textContent]"
+        )
+    assert reason and "no-such-model" in reason
+    assert shown[0] is False and reason in shown[1]
+
+
+def test_with_api_keys_on_the_page_sends_the_typed_key_and_keeps_it_nowhere(page, tmp_path):
+    """The page is opened through a header the browser adds (as a proxy would: app/auth.py does not
+    open GET / yet); the forecast requests carry only the key typed into the form."""
+
+    key = API_KEY_CANARIES[0]
+    env = {"KRONOS_MODE": "simulated", "KRONOS_API_KEYS": ",".join(API_KEY_CANARIES)}
+    with LiveServer(env, tmp_path / "gunicorn.log", workers=1) as keyed:
+        page.execute_cdp_cmd("Network.enable", {})
+        page.execute_cdp_cmd(
+            "Network.setExtraHTTPHeaders", {"headers": {"Authorization": f"Bearer {key}"}}
+        )
+        open_page(page, keyed, "", state="idle")
+        page.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {}})
+        fill(page, "f-isin", "US67066G1040")
+        fill(page, "f-horizon_days", "2")
+        submit_and_wait(page, "error")
+        # No key typed: the 401 is shown at the key field, whose closed section is opened.
+        refused = page.execute_script("return document.getElementById('e-api_key').textContent")
+        assert "API key" in refused
+        fill(page, "f-api-key", "not-a-key")
+        submit_and_wait(page, "error")
+        assert page.execute_script("return document.activeElement.id") == "f-api-key"
+        fill(page, "f-api-key", key)
+        submit_and_wait(page, "ready")
+        stored = page.execute_script(
+            "return [location.href, JSON.stringify(localStorage), JSON.stringify(sessionStorage),"
+            " document.cookie, document.getElementById('permalink').href]"
+        )
+    assert len(table_rows(page)) == 2
+    assert not any(key in text for text in stored), stored
+
+
+def test_submitting_updates_the_address_and_back_shows_the_earlier_forecast(page, server):
+    open_page(page, server, "isin=US67066G1040&horizon_days=2&seed=4")
+    fill(page, "f-horizon_days", "3")
+    submit_and_wait(page, "ready")
+    assert parse_qs(urlsplit(page.current_url).query)["horizon_days"] == ["3"]
+    assert len(table_rows(page)) == 3
+    page.execute_script("document.body.dataset.state = 'submitted'")
+    page.back()
+    assert wait_for_state(page, "ready", "error") == "ready"
+    assert page.execute_script("return document.getElementById('f-horizon_days').value") == "2"
+    assert len(table_rows(page)) == 2
