@@ -6,9 +6,13 @@ no second torch); the package itself is installed into it for real, by pip."""
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata
+import re
 import subprocess
 import sys
 import sysconfig
+import tomllib
 from pathlib import Path
 
 import pandas as pd
@@ -85,3 +89,36 @@ def test_verbose_shows_a_progress_bar_on_stderr(capfd: pytest.CaptureFixture[str
     assert "10/10" in bar and quiet_out == ""
     predictor.predict(candles, stamps[:40].to_series(), stamps[40:].to_series(), 10)
     assert capfd.readouterr().err == ""
+
+
+def test_every_third_party_import_of_the_library_is_a_declared_dependency():
+    """What `pip install .` installs must cover what the package imports (optional extras apart),
+    or a fresh install breaks on first use."""
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    required = {_distribution_name(r) for r in declared["dependencies"]}
+    optional = {
+        _distribution_name(r) for extra in declared["optional-dependencies"].values() for r in extra
+    }
+    distributions = importlib.metadata.packages_distributions()
+    missing = {}
+    for path in (ROOT / "kronos_integration").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = (
+                [alias.name for alias in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module]
+                if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module
+                else []
+            )
+            for name in names:
+                top = name.split(".")[0]
+                if top in sys.stdlib_module_names or top == "kronos_integration":
+                    continue
+                owners = {_distribution_name(d) for d in distributions.get(top, [top])}
+                if not owners & (required | optional):
+                    missing[top] = str(path.relative_to(ROOT))
+    assert not missing, f"imported but not declared in pyproject.toml: {missing}"
+
+
+def _distribution_name(requirement: str) -> str:
+    return re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
