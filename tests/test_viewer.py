@@ -126,3 +126,16 @@ def test_with_api_keys_on_the_page_still_loads_but_predict_needs_a_key():
     )
     for path in ("/", "/viewer/assets/viewer.js", "/viewer/plotly.min.js"):
         assert client.get(path).status_code == 200, path
+
+
+def test_isin_and_symbol_are_alternatives_and_the_calendar_offers_its_names(client):
+    elements = page_elements(client.get("/").get_data(as_text=True))
+    inputs = {attrs.get("id"): attrs for tag, attrs in elements if tag == "input"}
+    for name in ("isin", "symbol"):
+        assert inputs[f"f-{name}"]["data-one-of"] == "instrument"
+        assert "aria-required" not in inputs[f"f-{name}"]  # the API says which one is wrong
+    assert inputs["f-horizon_days"]["aria-required"] == "true"
+    assert inputs["f-calendar"]["list"] == "l-calendar"
+    start = next(i for i, (_, attrs) in enumerate(elements) if attrs.get("id") == "l-calendar")
+    options = [attrs["value"] for tag, attrs in elements[start + 1 :] if tag == "option"]
+    assert {"XNYS", "XLON", "XETR", "24/5", "24/7", "history"} <= set(options)

@@ -12,6 +12,7 @@ install them (``.ci/run`` installs them, so CI always runs them).
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import pandas as pd
 import pytest
 
 from benchmarks.browser import INSTALL_HINT, chromium, chromium_paths, requests, set_viewport
@@ -43,7 +45,30 @@ DEEP_LINK = {
     "quantiles": "0.1,0.25,0.5,0.75,0.9",
 }
 DATA_DIR_ISIN = "US0378331005"
+FX_SYMBOL = "EURUSD"
 WAIT_S = 60
+
+
+def fx_week_hours(first_day: str, days: int) -> pd.DataFrame:
+    """Hourly candles in the spot FX week (UTC, winter): Sunday 22:00 to Friday 22:00."""
+    index = pd.date_range(first_day, periods=days * 24, freq="h", name="timestamp")
+    closed = ((index.day_of_week == 4) & (index.hour >= 22)) | (index.day_of_week == 5)
+    closed |= (index.day_of_week == 6) & (index.hour < 22)
+    return on_index(index[~closed], seed=13, last_close=1.0850, volatility=0.001)
+
+
+def xnys_half_hours(first_day: str, last_day: str) -> pd.DataFrame:
+    """Half-hourly candles in New York Stock Exchange sessions, 09:30 to 15:30 (bar start)."""
+    index = pd.date_range(first_day, last_day, freq="30min", name="timestamp")
+    minutes = index.hour * 60 + index.minute
+    open_ = (index.day_of_week < 5) & (minutes >= 9 * 60 + 30) & (minutes < 16 * 60)
+    return on_index(index[open_], seed=17, last_close=187.0, volatility=0.003)
+
+
+def on_index(index: pd.DatetimeIndex, **walk: Any) -> pd.DataFrame:
+    frame = make_candles(len(index), **walk)
+    frame.index = index
+    return frame
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +79,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     data_dir = folder / "data"
     data_dir.mkdir()
     make_candles(80, seed=3, last_close=190.0).to_csv(data_dir / f"{DATA_DIR_ISIN}.csv")
+    fx_week_hours("2024-01-07", 21).to_csv(data_dir / f"{FX_SYMBOL}.csv")
     env = {"KRONOS_MODE": "simulated", "KRONOS_DATA_DIR": str(data_dir)}
     env["KRONOS_ALLOW_SYNTHETIC_HISTORY"] = "1"  # the seed's ISIN is not in the folder
     with LiveServer(env, folder / "gunicorn.log", workers=1) as live:
@@ -260,7 +286,8 @@ def test_a_deep_link_draws_the_forecast_the_api_returns(page, server, tmp_path):
     shown = facts(page)
     assert shown["Mode"] == "simulated" and shown["Model"] == expected["model_version"]
     assert shown["Seed"] == "7" and shown["Samples"] == "16"
-    assert shown["Calendar"] == expected["metadata"]["calendar"]["name"] == "XNYS"
+    assert expected["metadata"]["calendar"] == {"name": "XNYS", "source": "isin"}
+    assert shown["Calendar"] == "XNYS (the ISIN country's exchange)"
     fallback_hidden = page.execute_script("return document.getElementById('fallback').hidden")
     assert fallback_hidden and expected["metadata"]["fallback_reason"] is None
 
@@ -280,19 +307,14 @@ def test_a_deep_link_draws_the_forecast_the_api_returns(page, server, tmp_path):
 def test_history_from_the_data_folder_is_used_and_shown(page, server):
     open_page(page, server, f"isin={DATA_DIR_ISIN}&horizon_days=3&seed=1")
     assert facts(page)["History"] == "data_dir, 80 bars (lookback 80)"
-    body = {"isin": DATA_DIR_ISIN, "horizon_days": 3, "seed": 1, "include_history": True}
-    status, _, raw = http_request(server.port, "POST", "/predict", body)
-    answer = json.loads(raw)
-    candles = [t for t in chart_traces(page) if t["type"] == "candlestick"]
-    note = page.execute_script("return document.getElementById('chart-note').textContent")
-    if status == 200:  # the service sends the history it used back (include_history)
-        assert answer["current_price"] == pytest.approx(190.0)
-        shown = answer["history"][-len(candles[0]["close"]) :]
-        assert candles[0]["close"] == [bar["close"] for bar in shown]
-        assert candles[0]["x"][-1] == plot_date(shown[-1]["timestamp"])
-    else:  # a service without include_history: the page asked again without it
-        assert status == 422 and "include_history" in answer["errors"]
-        assert candles == [] and "does not send its history back" in note
+    answer = api_answer(
+        server, {"isin": DATA_DIR_ISIN, "horizon_days": 3, "seed": 1, "include_history": True}
+    )
+    assert answer["current_price"] == pytest.approx(190.0)
+    candles = next(t for t in chart_traces(page) if t["type"] == "candlestick")
+    shown = answer["history"][-len(candles["close"]) :]
+    assert candles["close"] == [bar["close"] for bar in shown]
+    assert candles["x"][-1] == plot_date(shown[-1]["timestamp"])
     assert foreign_requests(page, server) == []
 
 
@@ -334,6 +356,9 @@ def test_an_uploaded_csv_is_the_history_drawn_and_forecast(page, server, tmp_pat
         ("horizon_days", "999", "KRONOS_MAX_HORIZON_DAYS"),
         ("isin", "US67066G1041", "check digit"),
         ("quantiles", "0.5, 1.5", "quantiles[1]"),
+        ("isin", "", "exactly one of 'isin' and 'symbol'"),  # neither given: the API names isin
+        ("symbol", FX_SYMBOL, "exactly one of 'isin' and 'symbol'"),  # both: it names symbol
+        ("calendar", "XXXX", "unknown 'XXXX'"),
     ],
 )
 def test_a_bad_input_shows_the_apis_message_next_to_its_field(page, server, field, text, message):
@@ -402,18 +427,12 @@ def test_a_fallback_reason_is_shown(page, tmp_path):
 
 
 def test_with_api_keys_on_the_page_sends_the_typed_key_and_keeps_it_nowhere(page, tmp_path):
-    """The page is opened through a header the browser adds (as a proxy would: app/auth.py does not
-    open GET / yet); the forecast requests carry only the key typed into the form."""
+    """The page loads without a key (it is public); forecasts carry only the key typed in."""
 
     key = API_KEY_CANARIES[0]
     env = {"KRONOS_MODE": "simulated", "KRONOS_API_KEYS": ",".join(API_KEY_CANARIES)}
     with LiveServer(env, tmp_path / "gunicorn.log", workers=1) as keyed:
-        page.execute_cdp_cmd("Network.enable", {})
-        page.execute_cdp_cmd(
-            "Network.setExtraHTTPHeaders", {"headers": {"Authorization": f"Bearer {key}"}}
-        )
         open_page(page, keyed, "", state="idle")
-        page.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {}})
         fill(page, "f-isin", "US67066G1040")
         fill(page, "f-horizon_days", "2")
         submit_and_wait(page, "error")
@@ -444,3 +463,101 @@ def test_submitting_updates_the_address_and_back_shows_the_earlier_forecast(page
     assert wait_for_state(page, "ready", "error") == "ready"
     assert page.execute_script("return document.getElementById('f-horizon_days').value") == "2"
     assert len(table_rows(page)) == 2
+
+
+def bar_pixels(driver: Any) -> list[float]:
+    """Where the chart draws each bar (history candles, then the median path), in pixels from
+    the plot's left edge, left to right."""
+    return list(
+        driver.execute_script(
+            "const chart = document.getElementById('chart');"
+            "const axis = chart._fullLayout.xaxis;"
+            "const xs = chart.data.flatMap(t => t.meta.role === 'history' || t.name === 'median'"
+            " ? Array.from(t.x) : []);"
+            "return [...new Set(xs)].map(x => axis.d2p(x)).sort((a, b) => a - b);"
+        )
+    )
+
+
+def assert_evenly_spaced(pixels: list[float]) -> None:
+    """No stretch wider than one bar: closed hours and days are cut from the axis."""
+    steps = [right - left for left, right in itertools.pairwise(pixels)]
+    assert len(steps) > 20 and min(steps) > 0
+    assert max(steps) - min(steps) < 1.0, (min(steps), max(steps))
+
+
+def test_a_symbol_deep_link_with_the_fx_calendar_draws_hours_without_the_weekend(
+    page, server, tmp_path
+):
+    open_page(page, server, f"symbol={FX_SYMBOL}&calendar=24/5&horizon_days=1&seed=2")
+    body = {"symbol": FX_SYMBOL, "calendar": "24/5", "horizon_days": 1, "seed": 2}
+    expected = api_answer(server, {**body, "include_path": True})
+    assert expected["metadata"]["calendar"] == {"name": "24/5", "source": "request"}
+    shown = facts(page)
+    assert shown["Calendar"] == "24/5 (as asked)" and shown["Bar interval"] == "P0DT1H0M0S"
+    assert status_text(page) == f"Forecast of {FX_SYMBOL} for 1 trading days."
+    assert [row["date"][0] for row in table_rows(page)] == [expected["predictions"][0]["date"]]
+    values = page.execute_script(
+        "return ['symbol', 'calendar', 'isin'].map(n => document.getElementById('f-' + n).value)"
+    )
+    assert values == [FX_SYMBOL, "24/5", ""]
+
+    candles = next(t for t in chart_traces(page) if t["type"] == "candlestick")
+    median = next(t for t in chart_traces(page) if t["name"] == "median")
+    assert median["x"][1:] == [plot_date(bar["timestamp"]) for bar in expected["path"]]
+    # The history ends on Friday 21:00, the forecast starts on Sunday 22:00: a weekend in view.
+    assert pd.Timestamp(candles["x"][-1]) == pd.Timestamp("2024-01-26 21:00")
+    assert pd.Timestamp(median["x"][1]) == pd.Timestamp("2024-01-28 22:00")
+    assert_evenly_spaced(bar_pixels(page))
+    save_artifact(page, tmp_path, "viewer-fx-24-5-hourly-1280x800.png")
+
+
+def test_pasted_intraday_candles_on_the_xnys_calendar_skip_nights_and_say_the_link_lacks_them(
+    page, server, tmp_path
+):
+    candles = xnys_half_hours("2024-02-20", "2024-03-01")
+    csv_text = candles.to_csv()
+    open_page(page, server, "history=csv", state="idle")
+    assert "cannot carry" in status_text(page)
+    page.execute_script("document.getElementById('f-candles').value = arguments[0]", csv_text)
+    fill(page, "f-isin", DATA_DIR_ISIN)
+    fill(page, "f-calendar", "XNYS")
+    fill(page, "f-horizon_days", "2")
+    submit_and_wait(page, "ready")
+
+    assert facts(page)["Calendar"] == "XNYS (as asked)"
+    assert len(table_rows(page)) == 2
+    assert_evenly_spaced(bar_pixels(page))
+    median = next(t for t in chart_traces(page) if t["name"] == "median")
+    future = pd.DatetimeIndex(median["x"][1:])
+    assert future.min() > candles.index[-1] and len(future) == 2 * 13
+    assert ((future.hour * 60 + future.minute) >= 9 * 60 + 30).all()
+
+    note = page.execute_script(
+        "const note = document.getElementById('link-note');"
+        "return [note.hidden, note.textContent, document.getElementById('permalink').textContent]"
+    )
+    assert note[0] is False and "cannot carry the candles" in note[1]
+    assert note[2] == "these settings (not the candles)"
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    page.execute_cdp_cmd(
+        "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)}
+    )
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    page.find_element(By.ID, "candles-download").click()
+    saved = downloads / f"{DATA_DIR_ISIN}.csv"
+    WebDriverWait(page, WAIT_S).until(lambda _: saved.is_file() and saved.stat().st_size > 0)
+    assert saved.read_text() == csv_text
+    save_artifact(page, tmp_path, "viewer-xnys-intraday-1280x800.png")
+    set_viewport(page, 390, 844)  # a window made narrow: the chart is drawn again to fit
+    WebDriverWait(page, WAIT_S).until(
+        lambda d: d.execute_script(
+            "return document.getElementById('chart')._fullLayout.width <= 390"
+            " && document.documentElement.scrollWidth <= 390"
+        )
+    )
+    save_artifact(page, tmp_path, "viewer-xnys-intraday-390x844-full.png", full_page=True)
+    assert foreign_requests(page, server) == []

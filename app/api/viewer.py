@@ -7,8 +7,10 @@ by this blueprint, so the page needs no network beyond this service. A Content-S
 every fetch and script on this origin.
 
 The form is generated from ``FORM_FIELDS``: each entry is one request field of ``/predict``, its
-input, its query parameter in a deep link (``/?isin=...&horizon_days=5``) and the place its API
-error is shown. A new request field (issue 9's ``symbol``, ``calendar``) is one more entry.
+input, its query parameter in a deep link (``/?isin=...&horizon_days=5``,
+``/?symbol=EURUSD&calendar=24/5&horizon_days=1``) and the place its API error is shown. A new
+request field is one more entry. ``isin`` and ``symbol`` are alternatives (``one_of``): neither is
+required alone, the API says which one is wrong.
 
 Routes (all `policy.public`: they carry no data, so no API key is needed to load the page):
 ``viewer.page`` (``GET /``), ``viewer.asset`` (the page's CSS and JavaScript from
@@ -23,6 +25,7 @@ from pathlib import Path
 from flask import Blueprint, Response, abort, render_template, request, send_file
 
 from app.policy import public
+from kronos_integration.calendars import HISTORY, calendar_names
 
 blp = Blueprint("viewer", __name__)
 ASSETS = Path(__file__).resolve().parents[1] / "static" / "viewer"
@@ -56,7 +59,9 @@ class FormField:
     """One ``/predict`` request field as the page shows it.
 
     ``kind`` says how the input's text becomes JSON: ``string``, ``integer``, ``number`` or
-    ``numbers`` (a comma-separated list). ``group`` is the fieldset it appears in.
+    ``numbers`` (a comma-separated list). ``group`` is the fieldset it appears in. Fields that
+    share a ``one_of`` name are alternatives: a deep link runs when one of them is given.
+    ``suggestions`` are offered in a datalist; any other text may still be typed.
     """
 
     name: str
@@ -66,6 +71,8 @@ class FormField:
     hint: str = ""
     placeholder: str = ""
     required: bool = False
+    one_of: str = ""
+    suggestions: tuple[str, ...] = ()
 
 
 GROUPS = {
@@ -80,12 +87,31 @@ FORM_FIELDS = (
         "ISIN",
         "string",
         "instrument",
-        "12 characters, e.g. US67066G1040",
+        "12 characters; or leave it empty and give a symbol",
         "US67066G1040",
-        required=True,
+        one_of="instrument",
+    ),
+    FormField(
+        "symbol",
+        "Symbol",
+        "string",
+        "instrument",
+        "An instrument without an ISIN (FX pair, crypto, index)",
+        "EURUSD",
+        one_of="instrument",
     ),
     FormField(
         "horizon_days", "Horizon (trading days)", "integer", "instrument", "", "5", required=True
+    ),
+    FormField(
+        "calendar",
+        "Trading calendar",
+        "string",
+        "instrument",
+        "An exchange MIC (XNYS, XLON, ...), 24/5, 24/7 or history. Empty: the data folder's, "
+        "else the ISIN's exchange, else inferred from the bars",
+        "default",
+        suggestions=(*calendar_names(), HISTORY),
     ),
     FormField("sample_count", "Sample paths", "integer", "sampling", "Server default when empty"),
     FormField(

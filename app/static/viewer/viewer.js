@@ -10,7 +10,31 @@
   const PRICE_COLUMNS = ["open", "high", "low", "close"];
   const CANDLE_COLUMNS = [...PRICE_COLUMNS, "volume", "amount"];
   const BAND_RGB = "31, 95, 191";
-  const DAY_MS = 86400000;
+  const HOUR_MS = 3600000;
+  const DAY_MS = 24 * HOUR_MS;
+  const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+  // Time-axis ticks: the first drawn bar of each group (of hours, days, weeks, months), at the
+  // finest level that leaves at least TICK_SPACING_PX between ticks; plotly's own ticks would fall
+  // into the cut closed stretches.
+  const TICK_SPACING_PX = 90;
+  const monthOf = (ms) => new Date(ms).getUTCFullYear() * 12 + new Date(ms).getUTCMonth();
+  const TICK_LEVELS = [
+    ...[1, 3, 6].map((hours) => ({ group: (ms) => Math.floor(ms / (hours * HOUR_MS)), intraday: true })),
+    { group: (ms) => Math.floor(ms / DAY_MS) },
+    { group: (ms) => Math.floor((ms / DAY_MS + 3) / 7) }, // weeks from Monday (1970-01-01 was a Thursday)
+    ...[1, 3, 12].map((months) => ({ group: (ms) => Math.floor(monthOf(ms) / months), monthly: true })),
+  ];
+  // A gap between bars wider than this many bar intervals is a closed stretch, cut from the x axis.
+  const CLOSED_GAP_BARS = 1.5;
+  const CHART_CONFIG = { displaylogo: false, modeBarButtonsToRemove: ["select2d", "lasso2d"] };
+  const RESIZE_SETTLE_MS = 150;
+  // metadata.calendar.source in words.
+  const CALENDAR_SOURCES = {
+    request: "as asked",
+    data_dir: "the data folder's",
+    isin: "the ISIN country's exchange",
+    history: "inferred from the bars",
+  };
 
   const body = document.body;
   const form = document.getElementById("forecast-form");
@@ -30,9 +54,8 @@
     script.addEventListener("load", resolve);
     script.addEventListener("error", () => reject(new Error("plotly.js did not load")));
   });
-  // Whether the service answers include_history (proposed for issue 11); null until known.
-  let historySupported = null;
   let inFlight = null;
+  let drawn = null; // what the chart shows: redrawn for the new size when the window is resized
   let chartsDrawn = 0;
 
   class FieldError extends Error {
@@ -105,7 +128,7 @@
     }
     if (historyMode() === "csv") {
       request.candles = parseCsv(csvText.value);
-    } else if (historySupported !== false) {
+    } else {
       request.include_history = true;
     }
     request.include_path = true;
@@ -132,10 +155,16 @@
     return fieldInputs.some((input) => params.has(input.dataset.field));
   }
 
+  // Required fields filled, one of each group of alternatives (ISIN or symbol) given; the API
+  // says what is still wrong (both given, a bad check digit).
   function runnable() {
+    const given = (input) => input.value.trim() !== "";
     const required = fieldInputs.filter((input) => input.getAttribute("aria-required") === "true");
-    const filled = required.every((input) => input.value.trim() !== "");
-    return filled && (historyMode() === "server" || csvText.value.trim() !== "");
+    const groups = new Set(fieldInputs.map((input) => input.dataset.oneOf).filter(Boolean));
+    const alternatives = [...groups].every((group) =>
+      fieldInputs.some((input) => input.dataset.oneOf === group && given(input)),
+    );
+    return required.every(given) && alternatives && (historyMode() === "server" || csvText.value.trim() !== "");
   }
 
   // --- errors ------------------------------------------------------------------------------
@@ -221,10 +250,6 @@
     return { ok: response.ok, status: response.status, json, retryAfter: response.headers.get("Retry-After") };
   }
 
-  function refusedIncludeHistory(answer) {
-    return answer.status === 422 && answer.json?.errors && "include_history" in answer.json.errors;
-  }
-
   function setState(state, message) {
     body.dataset.state = state;
     status.textContent = message;
@@ -250,11 +275,6 @@
     let answer;
     try {
       answer = await post(request, controller.signal);
-      if (refusedIncludeHistory(answer)) {
-        historySupported = false; // this service predates include_history: ask without it
-        delete request.include_history;
-        answer = await post(request, controller.signal);
-      }
     } catch (error) {
       if (controller.signal.aborted) return;
       showErrors({ _form: [`The service did not answer (${error.message}).`] });
@@ -268,7 +288,6 @@
       setState("error", `The service refused the request (${answer.status}); see the messages in the form.`);
       return;
     }
-    if ("history" in answer.json) historySupported = true;
     performance.mark("kronos:forecast-received");
     try {
       await render(request, answer.json);
@@ -278,7 +297,8 @@
       setState("error", "No chart.");
       return;
     }
-    setState("ready", `Forecast of ${answer.json.isin} for ${answer.json.prediction_horizon_days} trading days.`);
+    const instrument = answer.json.isin ?? answer.json.symbol;
+    setState("ready", `Forecast of ${instrument} for ${answer.json.prediction_horizon_days} trading days.`);
   }
 
   // --- drawing -------------------------------------------------------------------------------
@@ -302,10 +322,34 @@
     return Object.keys(predictions[0].quantiles).sort((a, b) => Number(a) - Number(b));
   }
 
-  function isWeekend(timestamp) {
-    const [year, month, day] = timestamp.slice(0, 10).split("-").map(Number);
-    const weekday = new Date(Date.UTC(year, month - 1, day)).getUTCDay();
-    return weekday === 0 || weekday === 6;
+  // A wall-clock date or date-time ("2024-01-31", "2024-01-31T09:30:00", "2024-01-31 09:30") as
+  // milliseconds on plotly.js's own clock (UTC-like, no zone); NaN for anything else.
+  function wallClockMs(text) {
+    const m = /^(\d{4})-(\d\d)-(\d\d)(?:[T ](\d\d):(\d\d)(?::(\d\d)(\.\d+)?)?)?/.exec(text);
+    if (!m) return NaN;
+    const [year, month, day, hour, minute, second] = m.slice(1, 7).map((part) => Number(part || 0));
+    return Date.UTC(year, month - 1, day, hour, minute, second, Math.round(Number(m[7] || 0) * 1000));
+  }
+
+  function plotlyDate(ms) {
+    return new Date(ms).toISOString().slice(0, 23).replace("T", " ");
+  }
+
+  // The drawn bars' times (plot dates) as sorted, distinct milliseconds.
+  function barTimes(xs) {
+    return [...new Set(xs.map(wallClockMs).filter(Number.isFinite))].sort((a, b) => a - b);
+  }
+
+  // Range breaks for the stretches without bars (nights, weekends, holidays): each gap wider than
+  // CLOSED_GAP_BARS bar intervals shrinks to one interval, so the chart has no empty closed hours.
+  // The bar interval is the smallest step between the bars.
+  function closedStretches(times) {
+    const steps = times.slice(1).map((time, i) => time - times[i]);
+    const bar = Math.min(...steps);
+    if (!Number.isFinite(bar)) return [];
+    return steps.flatMap((step, i) =>
+      step > CLOSED_GAP_BARS * bar ? [{ bounds: [plotlyDate(times[i] + bar / 2), plotlyDate(times[i + 1] - bar / 2)] }] : [],
+    );
   }
 
   function fact(term, value) {
@@ -319,9 +363,44 @@
     return box;
   }
 
-  function calendarText(calendar) {
-    if (typeof calendar === "string") return calendar;
-    return calendar.name || calendar.id || calendar.mic || JSON.stringify(calendar);
+  function tickLabel(ms, previousMs, level) {
+    const date = new Date(ms);
+    const before = previousMs === undefined ? null : new Date(previousMs);
+    const day = `${MONTHS[date.getUTCMonth()]} ${date.getUTCDate()}`;
+    const year = before?.getUTCFullYear() === date.getUTCFullYear() ? "" : `<br>${date.getUTCFullYear()}`;
+    if (level.intraday) {
+      const time = date.toISOString().slice(11, 16);
+      return before && Math.floor(previousMs / DAY_MS) === Math.floor(ms / DAY_MS) ? time : `${time}<br>${day}`;
+    }
+    return level.monthly ? `${MONTHS[date.getUTCMonth()]}${year}` : `${day}${year}`;
+  }
+
+  // Tick values and labels for bars at `times` on a plot `width` pixels wide.
+  function timeTicks(times, width) {
+    const most = Math.max(2, Math.floor(width / TICK_SPACING_PX));
+    const level =
+      TICK_LEVELS.find((l) => times.filter((t, i) => i > 0 && l.group(t) !== l.group(times[i - 1])).length <= most) ||
+      TICK_LEVELS[TICK_LEVELS.length - 1];
+    // Bars are evenly spaced on screen: a tick fewer than minBars bars after the one before
+    // replaces it (a session that opens at 22:00 the evening before its day, as FX's does).
+    const minBars = (0.6 * TICK_SPACING_PX * times.length) / width;
+    const kept = [];
+    times.forEach((t, i) => {
+      if (i === 0 || level.group(t) === level.group(times[i - 1])) return;
+      if (kept.length && i - kept[kept.length - 1] < minBars) kept.pop();
+      kept.push(i);
+    });
+    const ticks = kept.map((i) => times[i]);
+    return {
+      tickmode: "array",
+      tickvals: ticks.map(plotlyDate),
+      ticktext: ticks.map((t, i) => tickLabel(t, ticks[i - 1], level)),
+      hoverformat: level.intraday || times.some((t) => t % DAY_MS) ? "%a %b %d %Y, %H:%M" : "%a %b %d %Y",
+    };
+  }
+
+  function calendarText({ name, source }) {
+    return `${name} (${CALENDAR_SOURCES[source] ?? source})`;
   }
 
   function showFacts(answer) {
@@ -341,7 +420,7 @@
     const params = formParams();
     params.set("seed", String(meta.seed));
     link.href = `?${params}`;
-    link.textContent = "this forecast";
+    link.textContent = meta.history_source === "request" ? "these settings (not the candles)" : "this forecast";
     link.id = "permalink";
     facts.push(fact("Link to", link));
     document.getElementById("facts").replaceChildren(...facts);
@@ -350,6 +429,28 @@
     fallback.textContent = meta.fallback_reason
       ? `Fallback: the Kronos model could not be used, the simulator answered. Reason: ${meta.fallback_reason}`
       : "";
+  }
+
+  // A link carries the form's fields, never pasted candles: say so, and offer them as a file.
+  function showLinkNote(request) {
+    const note = document.getElementById("link-note");
+    const old = document.getElementById("candles-download");
+    if (old) URL.revokeObjectURL(old.href);
+    note.hidden = !request.candles;
+    if (!request.candles) {
+      note.replaceChildren();
+      return;
+    }
+    const download = document.createElement("a");
+    download.id = "candles-download";
+    download.href = URL.createObjectURL(new Blob([csvText.value], { type: "text/csv" }));
+    download.download = `${request.isin ?? request.symbol ?? "candles"}.csv`;
+    download.textContent = "Download the candles as CSV";
+    note.replaceChildren(
+      "A link cannot carry the candles you pasted: it keeps the settings only. Share it with the CSV: ",
+      download,
+      ".",
+    );
   }
 
   function showTable(answer) {
@@ -455,20 +556,15 @@
     return { traces, start: anchor.length ? anchor[0].x : points[0].x, allX: [...history.map((c) => c.timestamp), ...fan.map((p) => p.x)] };
   }
 
-  async function drawChart(request, answer) {
-    const history = historyCandles(request, answer);
-    const { traces, start, allX } = chartTraces(history, answer);
-    const xs = allX.map((x) => Date.parse(plotDate(x))).filter(Number.isFinite);
-    const spanDays = (Math.max(...xs) - Math.min(...xs)) / DAY_MS;
-    const dailyBars = /^P[1-9]\d*D/.test(answer.metadata.bar_interval);
-    const layout = {
+  // The layout for the chart's current size: its ticks and legend depend on it.
+  function chartLayout({ times, rangebreaks, start }) {
+    return {
       margin: { l: 60, r: 15, t: 10, b: 10 },
       xaxis: {
         type: "date",
         rangeslider: { visible: false },
-        rangebreaks: allX.some(isWeekend) ? [] : [{ bounds: ["sat", "mon"] }],
-        // A few daily bars: one tick a day, never plotly's 12:00 ticks between them.
-        ...(dailyBars && spanDays <= 14 ? { dtick: DAY_MS, tickformat: "%b %d\n%Y" } : {}),
+        rangebreaks,
+        ...timeTicks(times, chart.clientWidth - 80),
       },
       yaxis: { title: { text: "price" }, automargin: true },
       // Below the two-line date ticks (about 45 px), whatever the chart's height.
@@ -477,20 +573,30 @@
       shapes: [{ type: "line", xref: "x", yref: "paper", x0: start, x1: start, y0: 0, y1: 1, line: { color: "#444", width: 1.5, dash: "dash" } }],
       annotations: [{ x: start, xref: "x", y: 0, yref: "paper", text: "forecast →", showarrow: false, xanchor: "left", yanchor: "bottom", font: { size: 12 } }],
     };
-    const config = { responsive: true, displaylogo: false, modeBarButtonsToRemove: ["select2d", "lasso2d"] };
+  }
+
+  async function drawChart(request, answer) {
+    const history = historyCandles(request, answer);
+    const { traces, start, allX } = chartTraces(history, answer);
+    const times = barTimes(allX.map(plotDate));
+    const rangebreaks = closedStretches(times);
+    const drawing = { traces, times, rangebreaks, start };
     await plotlyReady;
-    await window.Plotly.react(chart, traces, layout, config);
+    await window.Plotly.react(chart, traces, chartLayout(drawing), CHART_CONFIG);
+    drawn = drawing;
     chartsDrawn += 1;
     if (chartsDrawn === 1) performance.mark("kronos:first-chart-drawn");
     const total = answer.history ? answer.metadata.history_periods : request.candles?.length;
-    document.getElementById("chart-note").textContent = history.length
-      ? `History: the last ${history.length} of ${total ?? history.length} bars. The dashed line marks where the forecast starts.`
-      : "This service does not send its history back (include_history), so the chart shows the forecast only.";
+    document.getElementById("chart-note").textContent = [
+      `History: the last ${history.length} of ${total ?? history.length} bars. The dashed line marks where the forecast starts.`,
+      rangebreaks.length ? "Closed hours and days (no bars) are cut from the time axis." : "",
+    ].join(" ");
   }
 
   async function render(request, answer) {
     answerBox.hidden = false;
     showFacts(answer);
+    showLinkNote(request);
     showTable(answer);
     await drawChart(request, answer);
   }
@@ -502,7 +608,13 @@
       forecast();
     } else {
       answerBox.hidden = true;
-      setState("idle", "Choose an instrument and a horizon, then press Forecast.");
+      const pasted = historyMode() === "csv" && csvText.value.trim() === "";
+      setState(
+        "idle",
+        pasted
+          ? "This link was made with pasted candles, which a link cannot carry: paste or upload them, then press Forecast."
+          : "Choose an instrument and a horizon, then press Forecast.",
+      );
     }
   }
 
@@ -520,5 +632,14 @@
     forecast();
   });
   window.addEventListener("popstate", runFromUrl);
+  let resizeTimer = null;
+  window.addEventListener("resize", () => {
+    clearTimeout(resizeTimer);
+    resizeTimer = setTimeout(async () => {
+      if (!drawn || answerBox.hidden) return;
+      await window.Plotly.Plots.resize(chart);
+      await window.Plotly.react(chart, drawn.traces, chartLayout(drawn), CHART_CONFIG);
+    }, RESIZE_SETTLE_MS);
+  });
   runFromUrl();
 })();
