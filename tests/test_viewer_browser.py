@@ -5,6 +5,8 @@ answer the test gets from the same request (same seed) over HTTP: the chart's tr
 table's cells must show those numbers. Every URL the browser asked for is read from its DevTools
 log and must be on the service's own origin. Screenshots and the page's performance marks (time to
 the first chart drawn) are saved under pytest's tmp dir and, when set, ``KRONOS_ARTIFACTS_DIR``.
+Accessibility: axe-core (vendored for these tests only, ``tests/vendor/axe-core/``) audits the
+page in four states, and a keyboard pass checks the tab order and the skip link.
 
 Needs Debian's ``chromium`` and ``chromium-driver``; without them these tests skip and say how to
 install them (``.ci/run`` installs them, so CI always runs them).
@@ -561,3 +563,113 @@ def test_pasted_intraday_candles_on_the_xnys_calendar_skip_nights_and_say_the_li
     )
     save_artifact(page, tmp_path, "viewer-xnys-intraday-390x844-full.png", full_page=True)
     assert foreign_requests(page, server) == []
+
+
+# --- accessibility: axe-core (tests/vendor/axe-core, MPL-2.0) run in the page ----------------
+
+AXE = Path(__file__).resolve().parent / "vendor" / "axe-core" / "axe.min.js"
+AXE_SHA256 = "29348999450cdf2849a8e70b7912fc2da85a849da39c0d0d5394f51d4a9ed95c"
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa", "best-practice"]
+AXE_RUN_JS = """
+const done = arguments[arguments.length - 1];
+axe.run(document, {runOnly: {type: 'tag', values: arguments[0]}, resultTypes: ['violations']})
+  .then(r => done(r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
+    targets: v.nodes.map(n => n.target.join(' ')).slice(0, 5)}))))
+  .catch(e => done([{id: 'axe-error', impact: 'critical', help: String(e), targets: []}]));
+"""
+
+
+def axe_violations(driver: Any) -> list[dict[str, Any]]:
+    """axe-core's WCAG 2.x A/AA and best-practice violations on the page as it is now (injected
+    through the driver, which a Content-Security-Policy does not stop; never served by the app)."""
+    if not driver.execute_script("return typeof window.axe === 'object'"):
+        driver.execute_script(AXE.read_text())
+    driver.set_script_timeout(WAIT_S)
+    return list(driver.execute_async_script(AXE_RUN_JS, AXE_TAGS))
+
+
+def test_the_vendored_axe_core_is_the_one_its_origin_names():
+    import hashlib
+
+    assert hashlib.sha256(AXE.read_bytes()).hexdigest() == AXE_SHA256
+    origin_note = (AXE.parent / "ORIGIN.md").read_text()
+    assert AXE_SHA256 in origin_note and "4.14.1" in origin_note
+    assert AXE.read_text()[:40].startswith("/*! axe v4.14.1")
+    assert (AXE.parent / "LICENSE").read_text().startswith("Mozilla Public License")
+
+
+@pytest.mark.parametrize(
+    ("name", "query", "state", "width"),
+    [
+        ("form", "history=csv", "idle", 1280),
+        ("fx-forecast", f"symbol={FX_SYMBOL}&calendar=24/5&horizon_days=2&seed=1", "ready", 1280),
+        (
+            "field-errors",
+            "isin=US67066G1041&symbol=X&calendar=XX&horizon_days=1",
+            "error",
+            1280,
+        ),
+        ("phone-forecast", "isin=US67066G1040&horizon_days=5&seed=7", "ready", 390),
+    ],
+)
+def test_axe_finds_no_accessibility_violations(page, server, tmp_path, name, query, state, width):
+    set_viewport(page, width, 844 if width < 600 else 800)
+    open_page(page, server, query, state=state)
+    page.execute_script("document.querySelectorAll('details').forEach(d => d.open = true)")
+    violations = axe_violations(page)
+    save_artifact(page, tmp_path, f"viewer-axe-{name}-{width}.png", full_page=True)
+    assert violations == [], json.dumps(violations, indent=1)
+
+
+def test_the_keyboard_reaches_the_fields_in_order_and_the_skip_link_jumps_to_the_forecast(
+    page, server
+):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    open_page(page, server, "isin=US67066G1040&horizon_days=2&seed=1")
+    page.execute_script("document.activeElement.blur()")
+    stops = []
+    for _ in range(21):
+        ActionChains(page).send_keys(Keys.TAB).perform()
+        stops.append(
+            page.execute_script(
+                "const e = document.activeElement; const box = e.getBoundingClientRect();"
+                "return [e.id || e.tagName.toLowerCase() + ':' + (e.getAttribute('data-title')"
+                " || e.textContent.trim()),"
+                " getComputedStyle(e).outlineStyle, box.left >= 0 && box.width > 0]"
+            )
+        )
+    order = [stop[0] for stop in stops]
+    assert order == [
+        "skip",
+        "f-isin",
+        "f-symbol",
+        "f-horizon_days",
+        "f-calendar",
+        "history-server",  # the checked radio of the group
+        "f-sample_count",
+        "f-quantiles",
+        "f-seed",
+        "summary:Advanced sampling and history",
+        "summary:API key",
+        "submit",
+        "permalink",
+        *(  # plotly.js's mode bar, without its "Share chart..." (an upload to Plotly Cloud)
+            f"button:{title}"
+            for title in (
+                "Download plot as a PNG",
+                "Zoom",
+                "Pan",
+                "Zoom in",
+                "Zoom out",
+                "Autoscale",
+                "Reset axes",
+            )
+        ),
+        "table-wrap",
+    ], order
+    assert all(outline != "none" and visible for _, outline, visible in stops), stops
+    page.execute_script("document.getElementById('skip').focus()")
+    ActionChains(page).send_keys(Keys.ENTER).perform()
+    assert page.execute_script("return document.activeElement.id") == "results"

@@ -26,7 +26,13 @@
   ];
   // A gap between bars wider than this many bar intervals is a closed stretch, cut from the x axis.
   const CLOSED_GAP_BARS = 1.5;
-  const CHART_CONFIG = { displaylogo: false, modeBarButtonsToRemove: ["select2d", "lasso2d"] };
+  // plotly.js 4 offers "Share chart..." (an upload to Plotly Cloud) by default: nothing leaves this page.
+  const CHART_CONFIG = {
+    displaylogo: false,
+    showSendToCloud: false,
+    plotlyServerURL: "",
+    modeBarButtonsToRemove: ["select2d", "lasso2d"],
+  };
   const RESIZE_SETTLE_MS = 150;
   // metadata.calendar.source in words.
   const CALENDAR_SOURCES = {
