@@ -2,8 +2,8 @@
 
 The page itself is proved in a real browser by `tests/test_viewer_browser.py`; these tests check
 what the server sends: the form built from `FORM_FIELDS`, same-origin assets only, a
-Content-Security-Policy that keeps every fetch on this origin, and the plotly.js bundle of the
-pinned wheel.
+Content-Security-Policy that keeps every fetch on this origin, the vendored plotly.js bundle, and
+the form's instrument fields (ISIN or symbol) and calendar names.
 """
 
 from __future__ import annotations

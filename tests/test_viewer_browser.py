@@ -497,7 +497,7 @@ def test_a_symbol_deep_link_with_the_fx_calendar_draws_hours_without_the_weekend
     assert expected["metadata"]["calendar"] == {"name": "24/5", "source": "request"}
     shown = facts(page)
     assert shown["Calendar"] == "24/5 (as asked)" and shown["Bar interval"] == "P0DT1H0M0S"
-    assert status_text(page) == f"Forecast of {FX_SYMBOL} for 1 trading days."
+    assert status_text(page) == f"Forecast of {FX_SYMBOL} for 1 trading day."
     assert [row["date"][0] for row in table_rows(page)] == [expected["predictions"][0]["date"]]
     values = page.execute_script(
         "return ['symbol', 'calendar', 'isin'].map(n => document.getElementById('f-' + n).value)"

@@ -304,7 +304,8 @@
       return;
     }
     const instrument = answer.json.isin ?? answer.json.symbol;
-    setState("ready", `Forecast of ${instrument} for ${answer.json.prediction_horizon_days} trading days.`);
+    const days = answer.json.prediction_horizon_days;
+    setState("ready", `Forecast of ${instrument} for ${days} trading day${days === 1 ? "" : "s"}.`);
   }
 
   // --- drawing -------------------------------------------------------------------------------
@@ -595,7 +596,7 @@
     const total = answer.history ? answer.metadata.history_periods : request.candles?.length;
     document.getElementById("chart-note").textContent = [
       `History: the last ${history.length} of ${total ?? history.length} bars. The dashed line marks where the forecast starts.`,
-      rangebreaks.length ? "Closed hours and days (no bars) are cut from the time axis." : "",
+      rangebreaks.length ? "Stretches without bars (closed hours, weekends, holidays) are cut from the time axis." : "",
     ].join(" ");
   }
 
