@@ -88,7 +88,7 @@ FORM_FIELDS = (
         "string",
         "instrument",
         "12 characters; or leave it empty and give a symbol",
-        "US67066G1040",
+        "e.g. US67066G1040",
         one_of="instrument",
     ),
     FormField(
@@ -97,11 +97,17 @@ FORM_FIELDS = (
         "string",
         "instrument",
         "An instrument without an ISIN (FX pair, crypto, index)",
-        "EURUSD",
+        "e.g. EURUSD",
         one_of="instrument",
     ),
     FormField(
-        "horizon_days", "Horizon (trading days)", "integer", "instrument", "", "5", required=True
+        "horizon_days",
+        "Horizon (trading days)",
+        "integer",
+        "instrument",
+        "",
+        "e.g. 5",
+        required=True,
     ),
     FormField(
         "calendar",
