@@ -503,6 +503,13 @@ def test_a_symbol_deep_link_with_the_fx_calendar_draws_hours_without_the_weekend
         "return ['symbol', 'calendar', 'isin'].map(n => document.getElementById('f-' + n).value)"
     )
     assert values == [FX_SYMBOL, "24/5", ""]
+    permalink = page.execute_script("return document.getElementById('permalink').href")
+    assert parse_qs(urlsplit(permalink).query) == {
+        "symbol": [FX_SYMBOL],
+        "calendar": ["24/5"],
+        "horizon_days": ["1"],
+        "seed": ["2"],
+    }
 
     candles = next(t for t in chart_traces(page) if t["type"] == "candlestick")
     median = next(t for t in chart_traces(page) if t["name"] == "median")
