@@ -21,7 +21,14 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.live_server import GUNICORN, REPO_ROOT, LiveServer, free_port, request
+from benchmarks.live_server import (
+    REPO_ROOT,
+    LiveServer,
+    gunicorn_command,
+    listening_socket,
+    refusing_port,
+    request,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -193,19 +200,19 @@ def test_sigterm_lets_an_in_flight_request_finish_before_exit(tmp_path):
 
 
 def test_unreachable_hub_in_auto_mode_falls_back_within_bounded_time(tmp_path):
-    closed_port = free_port()  # nothing listens here: connections are refused at once
-    env = {
-        "KRONOS_MODE": "auto",
-        "HF_ENDPOINT": f"http://127.0.0.1:{closed_port}",
-        "HF_HOME": str(tmp_path / "hf-home"),
-        "HF_HUB_OFFLINE": "0",
-        "KRONOS_HUB_TIMEOUT_S": "2",
-    }
-    started = time.monotonic()
-    with LiveServer(env, tmp_path / "gunicorn.log", workers=1) as server:
-        ready_after_s = time.monotonic() - started
-        status, _, body = request(server.port, "POST", "/predict", SEED_REQUEST)
-        models = json.loads(request(server.port, "GET", "/models")[2])
+    with refusing_port() as closed_port:  # connections are refused at once
+        env = {
+            "KRONOS_MODE": "auto",
+            "HF_ENDPOINT": f"http://127.0.0.1:{closed_port}",
+            "HF_HOME": str(tmp_path / "hf-home"),
+            "HF_HUB_OFFLINE": "0",
+            "KRONOS_HUB_TIMEOUT_S": "2",
+        }
+        started = time.monotonic()
+        with LiveServer(env, tmp_path / "gunicorn.log", workers=1) as server:
+            ready_after_s = time.monotonic() - started
+            status, _, body = request(server.port, "POST", "/predict", SEED_REQUEST)
+            models = json.loads(request(server.port, "GET", "/models")[2])
     assert ready_after_s < 90, "the fallback must not wait on the hub without bound"
     assert status == 200
     answer = json.loads(body)
@@ -224,25 +231,16 @@ def test_corrupt_checkpoint_is_a_clear_start_up_error(tmp_path, tiny_checkpoints
     env = {**kronos_env(model, tokenizer_dir), "KRONOS_MODE": mode}
     log_path = tmp_path / "gunicorn.log"
     if mode == "kronos":
-        command = [
-            str(GUNICORN),
-            "-c",
-            "gunicorn.conf.py",
-            "--bind",
-            f"127.0.0.1:{free_port()}",
-            "--workers",
-            "1",
-            "wsgi:app",
-        ]
-        with log_path.open("wb") as log:
+        with listening_socket() as listener, log_path.open("wb") as log:
             finished = subprocess.run(
-                command,
+                gunicorn_command(listener, 1),
                 cwd=REPO_ROOT,
                 env={**os.environ, **env},
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 timeout=120,
                 check=False,
+                pass_fds=(listener.fileno(),),
             )
         assert finished.returncode != 0
         entries = [json.loads(line) for line in log_path.read_text().splitlines() if line]

@@ -15,7 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.live_server import GUNICORN, REPO_ROOT, LiveServer, free_port, request
+from benchmarks.live_server import (
+    GUNICORN,
+    REPO_ROOT,
+    LiveServer,
+    gunicorn_command,
+    listening_socket,
+    refusing_port,
+    request,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -141,15 +149,16 @@ def test_ready_only_after_a_long_load_and_auto_fallback_says_why(tmp_path, black
 def test_kronos_mode_with_a_missing_model_stops_gunicorn(tmp_path):
     missing = tmp_path / "no-such-model"
     env = {**os.environ, **QUIET_TORCH, "KRONOS_MODE": "kronos", "KRONOS_MODEL_ID": str(missing)}
-    command = [str(GUNICORN), "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{free_port()}"]
-    finished = subprocess.run(
-        [*command, "--workers", "2", "wsgi:app"],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    with listening_socket() as listener:
+        finished = subprocess.run(
+            gunicorn_command(listener, 2),
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            pass_fds=(listener.fileno(),),
+        )
     log = finished.stdout + finished.stderr
     # 3 is gunicorn's "worker failed to boot"; when both workers fail at the same moment, the
     # arbiter's own halt meets the second failure and ends with status 1 and a traceback instead.
@@ -188,13 +197,14 @@ def test_test_api_script_posts_the_seed_request(tmp_path):
 
 
 def test_test_api_script_says_when_no_service_answers():
-    finished = subprocess.run(
-        ["bash", str(REPO_ROOT / "test-api.sh")],
-        env={**os.environ, "PORT": str(free_port())},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    with refusing_port() as port:
+        finished = subprocess.run(
+            ["bash", str(REPO_ROOT / "test-api.sh")],
+            env={**os.environ, "PORT": str(port)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert finished.returncode != 0 and finished.stdout == ""
     assert "Failed to connect" in finished.stderr
     assert "Expecting value" not in finished.stderr  # no JSON parse error of an empty answer

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from benchmarks.live_server import LiveServer, free_port, request
+from benchmarks.live_server import LiveServer, refusing_port, request
 from tests.canaries import API_KEY_CANARIES, HF_TOKEN_CANARY, SECRETS
 
 pytestmark = pytest.mark.slow
@@ -26,19 +26,20 @@ PREDICTIONS = 24
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     scratch = tmp_path_factory.mktemp("observability")
-    env = {
-        "KRONOS_MODE": "auto",
-        "HF_TOKEN": HF_TOKEN_CANARY,
-        "HF_ENDPOINT": f"http://127.0.0.1:{free_port()}",
-        "HF_HOME": str(scratch / "hf-home"),
-        "HF_HUB_OFFLINE": "0",
-        "KRONOS_HUB_TIMEOUT_S": "2",
-        "KRONOS_API_KEYS": ",".join(API_KEY_CANARIES),
-        "KRONOS_LOG_FORMAT": "json",
-        "KRONOS_WORKERS": "2",
-    }
-    with LiveServer(env, scratch / "gunicorn.log", workers=2) as live:
-        yield live
+    with refusing_port() as closed_port:
+        env = {
+            "KRONOS_MODE": "auto",
+            "HF_TOKEN": HF_TOKEN_CANARY,
+            "HF_ENDPOINT": f"http://127.0.0.1:{closed_port}",
+            "HF_HOME": str(scratch / "hf-home"),
+            "HF_HUB_OFFLINE": "0",
+            "KRONOS_HUB_TIMEOUT_S": "2",
+            "KRONOS_API_KEYS": ",".join(API_KEY_CANARIES),
+            "KRONOS_LOG_FORMAT": "json",
+            "KRONOS_WORKERS": "2",
+        }
+        with LiveServer(env, scratch / "gunicorn.log", workers=2) as live:
+            yield live
 
 
 def authorised(key: str = API_KEY_CANARIES[0]) -> dict[str, str]:
