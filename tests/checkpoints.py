@@ -44,6 +44,15 @@ def make_tiny_pair(seed: int = 0, learn_te: bool = True) -> tuple[Kronos, Kronos
     return model, tokenizer
 
 
+def tiny_parameter_counts() -> tuple[int, int]:
+    """(model, tokenizer) parameter counts of the tiny checkpoints, as /models reports them."""
+    model, tokenizer = make_tiny_pair()
+    return (
+        sum(p.numel() for p in model.parameters()),
+        sum(p.numel() for p in tokenizer.parameters()),
+    )
+
+
 def make_tiny_checkpoints(directory: Path, seed: int = 0) -> tuple[Path, Path]:
     """Save a tiny model and tokenizer under `directory`: (model_dir, tokenizer_dir)."""
     model, tokenizer = make_tiny_pair(seed)

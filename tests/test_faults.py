@@ -29,22 +29,9 @@ from benchmarks.live_server import (
     refusing_port,
     request,
 )
+from tests.support import SEED_REQUEST, kronos_env
 
 pytestmark = pytest.mark.slow
-
-SEED_REQUEST = {"isin": "US67066G1040", "horizon_days": 5}
-
-
-def kronos_env(model: Path, tokenizer: Path) -> dict[str, str]:
-    """Kronos mode with local tiny checkpoints, synthetic history allowed, hub switched off."""
-    return {
-        "KRONOS_MODE": "kronos",
-        "KRONOS_MODEL_ID": str(model),
-        "KRONOS_TOKENIZER_ID": str(tokenizer),
-        "KRONOS_ALLOW_SYNTHETIC_HISTORY": "1",
-        "KRONOS_TORCH_THREADS": "1",
-        "HF_HUB_OFFLINE": "1",
-    }
 
 
 def worker_pids(master_pid: int) -> set[int]:
