@@ -151,6 +151,21 @@ class LiveServer:
         """Everything gunicorn and its workers wrote so far."""
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def wait_for_log(self, text: str, timeout_s: float) -> str:
+        """The first log line containing `text`, once gunicorn or a worker has written it.
+
+        Raises with the log's tail if `timeout_s` passes first.
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            for line in self.log_text().splitlines():
+                if text in line:
+                    return line
+            if time.monotonic() > deadline:
+                tail = self.log_tail()
+                raise TimeoutError(f"no log line with {text!r} in {timeout_s} s:\n{tail}")
+            time.sleep(0.1)
+
     def log_tail(self, lines: int = 40) -> str:
         """The last ``lines`` lines of the log."""
         return "\n".join(self.log_text().splitlines()[-lines:])
