@@ -69,6 +69,7 @@ def test_each_worker_loads_its_own_model(tmp_path, tiny_checkpoints, mode):
             server.port, "POST", "/predict", {**SEED_REQUEST, "sample_count": 2}
         )
         metrics = request(server.port, "GET", "/metrics")[2].decode()
+        assert server.process is not None
         master_pid = server.process.pid
     assert len(workers) == 2, workers
     assert master_pid not in workers  # the model is loaded in the workers, never in the master
