@@ -17,6 +17,7 @@ import subprocess
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -50,7 +51,21 @@ def worker_pids(master_pid: int) -> set[int]:
     return children
 
 
-def wait_for(condition, timeout_s: float, what: str, server: LiveServer) -> None:  # type: ignore[no-untyped-def]
+def accepted(connection: socket.socket) -> bool:
+    """Whether the server has accept()ed the client `connection`: the server's end of it has an
+    inode in /proc/net/tcp (0 while it waits in the listen backlog)."""
+    client_port, server_port = connection.getsockname()[1], connection.getpeername()[1]
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, remote, inode = (line.split()[i] for i in (1, 2, 9))
+        ports = int(local.rsplit(":", 1)[1], 16), int(remote.rsplit(":", 1)[1], 16)
+        if ports == (server_port, client_port):
+            return inode != "0"
+    return False
+
+
+def wait_for(
+    condition: Callable[[], bool], timeout_s: float, what: str, server: LiveServer
+) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
         if time.monotonic() > deadline:
@@ -59,23 +74,29 @@ def wait_for(condition, timeout_s: float, what: str, server: LiveServer) -> None
 
 
 class Load:
-    """Client threads posting the seed's request until stopped; statuses in arrival order."""
+    """Client threads posting the seed's request until stopped: each answer's arrival time,
+    status and answering worker, in arrival order."""
 
     def __init__(self, port: int, clients: int = 3) -> None:
         self.port = port
-        self.outcomes: list[tuple[float, int | str]] = []
-        self._lock = threading.Lock()
+        self.outcomes: list[tuple[float, int | str, int | None]] = []
+        self._answered = threading.Condition()
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._run) for _ in range(clients)]
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            worker = None
             try:
-                status: int | str = request(self.port, "POST", "/predict", SEED_REQUEST)[0]
+                status: int | str
+                status, _, body = request(self.port, "POST", "/predict", SEED_REQUEST)
+                if status == 200:
+                    worker = json.loads(body)["metadata"]["worker_pid"]
             except OSError as error:
                 status = type(error).__name__
-            with self._lock:
-                self.outcomes.append((time.monotonic(), status))
+            with self._answered:
+                self.outcomes.append((time.monotonic(), status, worker))
+                self._answered.notify_all()
 
     def __enter__(self) -> Load:
         for thread in self._threads:
@@ -87,9 +108,20 @@ class Load:
         for thread in self._threads:
             thread.join(timeout=60)
 
+    def wait_until(self, what: str, condition: Callable[[], bool], timeout_s: float) -> None:
+        """Block until `condition()` holds, checked after each answer; fail after `timeout_s`."""
+        with self._answered:
+            if not self._answered.wait_for(condition, timeout=timeout_s):
+                pytest.fail(f"no {what} within {timeout_s} s: {self.since(0)}")
+
     def since(self, moment: float) -> Counter[int | str]:
-        with self._lock:
-            return Counter(status for at, status in self.outcomes if at >= moment)
+        with self._answered:
+            return Counter(status for at, status, _ in self.outcomes if at >= moment)
+
+    def workers_since(self, moment: float) -> set[int]:
+        """Workers that answered 200 since `moment`."""
+        with self._answered:
+            return {worker for at, _, worker in self.outcomes if at >= moment and worker}
 
 
 def test_killed_worker_is_respawned_reloads_its_model_and_service_keeps_answering(
@@ -102,7 +134,7 @@ def test_killed_worker_is_respawned_reloads_its_model_and_service_keeps_answerin
         assert len(before) == 2
         victim = min(before)
         with Load(server.port) as load:
-            time.sleep(1.0)
+            load.wait_until("answers before the kill", lambda: load.since(0)[200] >= 3, 60)
             os.kill(victim, signal.SIGKILL)
             killed_at = time.monotonic()
             wait_for(
@@ -121,10 +153,15 @@ def test_killed_worker_is_respawned_reloads_its_model_and_service_keeps_answerin
                 server,
             )
             respawned_at = time.monotonic()
-            time.sleep(2.0)
+            load.wait_until(
+                "answer from the new worker",
+                lambda: newcomer in load.workers_since(respawned_at),
+                60,
+            )
         during = load.since(killed_at)
         after = load.since(respawned_at)
-        assert after[200] > 0 and set(after) == {200}, after
+        assert set(after) == {200}, after
+        assert load.workers_since(respawned_at) <= (before - {victim}) | {newcomer}
         assert during[200] > 0, during
         lost = sum(count for status, count in during.items() if status != 200)
         assert lost <= 3, f"only requests on the killed worker may fail: {during}"
@@ -169,9 +206,9 @@ def test_sigterm_lets_an_in_flight_request_finish_before_exit(tmp_path):
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
         ).encode()
         connection.sendall(head + body[:10])
-        time.sleep(1.0)  # the worker has taken the request and is reading its body
+        wait_for(lambda: accepted(connection), 30, "the worker accepting the request", server)
         server.process.send_signal(signal.SIGTERM)
-        time.sleep(1.0)
+        server.wait_for_log("Handling signal: term", timeout_s=30)
         assert server.process.poll() is None, "gunicorn quit with a request in flight"
         connection.sendall(body[10:])
         answer = b""
