@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -45,6 +46,7 @@ def make_tiny_pair(seed: int = 0, learn_te: bool = True) -> tuple[Kronos, Kronos
     return model, tokenizer
 
 
+@functools.cache
 def tiny_parameter_counts() -> tuple[int, int]:
     """(model, tokenizer) parameter counts of the tiny checkpoints, as /models reports them."""
     model, tokenizer = make_tiny_pair()

@@ -116,7 +116,7 @@ def test_ready_only_after_a_long_load_and_auto_fallback_says_why(tmp_path, black
         while not stop.is_set():
             try:
                 status, _, body = request(server.port, "GET", "/health/ready", timeout_s=0.5)
-            except OSError:  # refused before the master binds, unanswered before a worker runs
+            except OSError:  # unanswered (waiting in the backlog) until a worker has loaded
                 time.sleep(0.05)
                 continue
             answers.append((time.time(), status, json.loads(body)))
