@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 import torch
 
+from kronos_integration.model import Kronos, KronosTokenizer
 from kronos_integration.predictor import KronosPredictor
 from tests import golden_data
 from tests.reference_predictor import reference_predict
@@ -43,17 +44,46 @@ def _sampling(case: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in case["sampling"].items() if k != "seed"}
 
 
-def _seeded_predict(case: dict[str, Any]) -> pd.DataFrame:
-    predictor = KronosPredictor(
+def _predictor(case: dict[str, Any]) -> KronosPredictor:
+    return KronosPredictor(
         golden_data.model(case["weights"]),
         golden_data.tokenizer(),
         device="cpu",
         max_context=case["max_context"],
         clip=case["clip"],
     )
-    df, x_ts, y_ts, pred_len = _inputs(case)
+
+
+def _predict(predictor: KronosPredictor, case: dict[str, Any]) -> np.ndarray:
+    """The case's forecast (pred_len, 6), drawing from the global generator as it stands."""
+    return predictor.predict(*_inputs(case), **_sampling(case)).to_numpy()
+
+
+Models = tuple[Kronos, KronosTokenizer]
+
+
+def _models(case: dict[str, Any]) -> Models:
+    """The case's weights, loaded apart from any predictor (which packs them for oneDNN)."""
+    return golden_data.model(case["weights"]), golden_data.tokenizer()
+
+
+def _oracle(models: Models, case: dict[str, Any]) -> np.ndarray:
+    """The independent oracle's forecast (pred_len, 6), from the global generator as it stands."""
+    model, tokenizer = models
+    return reference_predict(
+        model,
+        tokenizer,
+        *_inputs(case),
+        max_context=case["max_context"],
+        clip=case["clip"],
+        **_sampling(case),
+    )
+
+
+def _seeded_predict(case: dict[str, Any]) -> pd.DataFrame:
+    predictor = _predictor(case)
     torch.manual_seed(case["sampling"]["seed"])
-    return predictor.predict(df, x_ts, y_ts, pred_len, **_sampling(case))
+    return predictor.predict(*_inputs(case), **_sampling(case))
 
 
 @pytest.mark.parametrize("case", golden_data.prediction_cases("sampled_predictions"))
@@ -94,18 +124,23 @@ def test_another_seed_gives_another_forecast() -> None:
     + golden_data.prediction_cases("greedy_predictions"),
 )
 def test_the_independent_oracle_reproduces_the_reference(case: dict[str, Any]) -> None:
-    df, x_ts, y_ts, pred_len = _inputs(case)
-    model, tokenizer = golden_data.model(case["weights"]), golden_data.tokenizer()
-    torch.manual_seed(case["sampling"].get("seed", 0))  # after loading: building draws numbers
-    got = reference_predict(
-        model,
-        tokenizer,
-        df,
-        x_ts,
-        y_ts,
-        pred_len,
-        max_context=case["max_context"],
-        clip=case["clip"],
-        **_sampling(case),
-    )
+    models = _models(case)  # loaded first: building a model draws from the generator
+    torch.manual_seed(case["sampling"].get("seed", 0))
+    got = _oracle(models, case)
     np.testing.assert_allclose(got, case["prediction"], rtol=SAMPLED_RTOL, atol=ROUNDING_ATOL)
+
+
+def test_predict_leaves_the_global_generator_where_the_reference_does() -> None:
+    """One seed, then two forecasts: the second draws where the first left the global generator,
+    as in the reference. A private generator (even one seeded from `torch.initial_seed()`, which
+    passes every single-call case above) would repeat the first call's draws."""
+    cases = golden_data.expected()["sampled_predictions"]
+    first, second = cases[0], cases[4]  # fits_window, then history_longer_than_window
+    predictors = _predictor(first), _predictor(second)  # all loaded before seeding
+    models = _models(first), _models(second)
+    torch.manual_seed(first["sampling"]["seed"])
+    got = [_predict(predictors[0], first), _predict(predictors[1], second)]
+    torch.manual_seed(first["sampling"]["seed"])
+    expected = [_oracle(models[0], first), _oracle(models[1], second)]
+    np.testing.assert_allclose(got[0], first["prediction"], rtol=SAMPLED_RTOL, atol=ROUNDING_ATOL)
+    np.testing.assert_allclose(got[1], expected[1], rtol=SAMPLED_RTOL, atol=ROUNDING_ATOL)
