@@ -68,10 +68,16 @@ def reference_predict(
 ) -> np.ndarray:
     """The mean forecast (pred_len, 6) float32 in price units, columns open … amount.
 
-    `df` has all six columns (the golden candles do); the model and tokenizer are on the CPU
-    (they are put in eval mode).
+    Missing columns are filled as the reference does: no volume, then volume and amount are 0;
+    volume but no amount, then amount is volume × mean(open, high, low, close). The model and
+    tokenizer are on the CPU (they are put in eval mode).
     """
     model, tokenizer = model.eval(), tokenizer.eval()
+    df = df.copy()
+    if "volume" not in df:
+        df["volume"] = df["amount"] = 0.0
+    if "amount" not in df:
+        df["amount"] = df["volume"] * df[["open", "high", "low", "close"]].mean(axis=1)
     x = df[COLUMNS].to_numpy(dtype=np.float32)
     mean, std = x.mean(axis=0), x.std(axis=0)
     normalised = np.clip((x - mean) / (std + 1e-5), -clip, clip)
