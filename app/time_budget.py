@@ -123,7 +123,9 @@ def run_within_budget(work: Callable[[], T]) -> T:
         slot.hold()
     outcome: dict[str, Any] = {}
     done = threading.Event()
+    abandoned = threading.Event()
     variables = contextvars.copy_context()
+    request_id = request_context.request_id
 
     def target() -> None:
         try:
@@ -134,9 +136,12 @@ def run_within_budget(work: Callable[[], T]) -> T:
             if slot is not None:
                 slot.release()
             done.set()
+            if abandoned.is_set():
+                _log_abandoned_end(request_id, request_context.started, outcome.get("error"))
 
     threading.Thread(target=target, name="kronos-forecast", daemon=True).start()
     if not done.wait(timeout=max(0.0, request_context.remaining_s())):
+        abandoned.set()
         get_metrics().rejected.labels(reason="deadline").inc()
         logger.warning("a forecast overran the %g s time budget; answering 504", budget_s)
         raise BudgetExceeded(budget_s)
@@ -147,6 +152,20 @@ def run_within_budget(work: Callable[[], T]) -> T:
         raise outcome["error"]
     result: T = outcome["value"]
     return result
+
+
+def _log_abandoned_end(request_id: str, started: float, error: BaseException | None) -> None:
+    """Say when work that outlived its request's 504 let go of its slot, and how it ended (a
+    forecast that saw its deadline says how far it got)."""
+    ended = "finished" if error is None else f"stopped ({type(error).__name__}: {error})"
+    logger.warning(
+        "the forecast of request %s, answered 504, %s %.1f s after the request arrived; "
+        "its in-flight slot is free",
+        request_id,
+        ended,
+        time.monotonic() - started,
+        extra={"request_id": request_id},
+    )
 
 
 def init_app(app: Flask, request_timeout_s: float) -> None:

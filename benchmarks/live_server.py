@@ -1,13 +1,18 @@
 """Start the real service under gunicorn on a free loopback port, for benchmarks and slow tests.
 
 ``LiveServer`` runs ``gunicorn -c gunicorn.conf.py wsgi:app`` from the repository root exactly as
-``make serve`` does, only bound to ``127.0.0.1:<free port>`` and with the environment the caller
-gives, then waits until each worker has answered ``/health/ready`` with 200. Its output goes to a
-log file the caller can read afterwards (secret scans, JSON log checks).
+``make serve`` does, only on a loopback port and with the environment the caller gives, then waits
+until each worker has answered ``/health/ready`` with 200. Its output goes to a log file the caller
+can read afterwards (secret scans, JSON log checks).
+
+No port is picked, released and bound again later (another process could take it in between): the
+listening socket is made here, on a port the kernel chooses, and handed to gunicorn as an inherited
+file descriptor (``--bind fd://N``), so the port is the server's from the start.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -16,7 +21,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -25,12 +30,37 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 GUNICORN = Path(sys.executable).with_name("gunicorn")
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+def listening_socket(backlog: int = 256) -> socket.socket:
+    """A TCP socket listening on a port of 127.0.0.1 that the kernel chose; inheritable."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(backlog)
+    listener.set_inheritable(True)
+    return listener
+
+
+@contextlib.contextmanager
+def refusing_port() -> Iterator[int]:
+    """A loopback port that refuses every connection while the block runs: bound but never
+    listening, so no other process can take it meanwhile."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as held:
+        held.bind(("127.0.0.1", 0))
+        yield int(held.getsockname()[1])
+
+
+def gunicorn_command(listener: socket.socket, workers: int, *extra_args: str) -> list[str]:
+    """``make serve``'s command serving on `listener` (pass its fd to the child: ``pass_fds``)."""
+    return [
+        str(GUNICORN),
+        "-c",
+        "gunicorn.conf.py",
+        "--bind",
+        f"fd://{listener.fileno()}",
+        "--workers",
+        str(workers),
+        *extra_args,
+        "wsgi:app",
+    ]
 
 
 def request(
@@ -66,7 +96,8 @@ class LiveServer:
         workers: int = 2,
         extra_args: tuple[str, ...] = (),
     ) -> None:
-        self.port = free_port()
+        self._listener: socket.socket | None = listening_socket()
+        self.port: int = self._listener.getsockname()[1]
         self.log_path = log_path
         self.workers = workers
         self._env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
@@ -74,22 +105,23 @@ class LiveServer:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, ready_timeout_s: float = 120.0) -> LiveServer:
-        """Start gunicorn and wait until every worker answers ``/health/ready`` with 200."""
-        command = [
-            str(GUNICORN),
-            "-c",
-            "gunicorn.conf.py",
-            "--bind",
-            f"127.0.0.1:{self.port}",
-            "--workers",
-            str(self.workers),
-            *self._args,
-            "wsgi:app",
-        ]
+        """Start gunicorn and wait until every worker answers ``/health/ready`` with 200.
+
+        Connections made before gunicorn accepts wait in the socket's backlog (not refused).
+        """
+        listener = self._listener
+        if listener is None:
+            raise RuntimeError("a LiveServer starts once; make a new one")
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                command, cwd=REPO_ROOT, env=self._env, stdout=log, stderr=subprocess.STDOUT
+                gunicorn_command(listener, self.workers, *self._args),
+                cwd=REPO_ROOT,
+                env=self._env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                pass_fds=(listener.fileno(),),
             )
+        self._close_listener()  # gunicorn holds it now: the port closes when the master exits
         self.wait_ready(ready_timeout_s)
         return self
 
@@ -119,12 +151,28 @@ class LiveServer:
         """Everything gunicorn and its workers wrote so far."""
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def wait_for_log(self, text: str, timeout_s: float) -> str:
+        """The first log line containing `text`, once gunicorn or a worker has written it.
+
+        Raises with the log's tail if `timeout_s` passes first.
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            for line in self.log_text().splitlines():
+                if text in line:
+                    return line
+            if time.monotonic() > deadline:
+                tail = self.log_tail()
+                raise TimeoutError(f"no log line with {text!r} in {timeout_s} s:\n{tail}")
+            time.sleep(0.1)
+
     def log_tail(self, lines: int = 40) -> str:
         """The last ``lines`` lines of the log."""
         return "\n".join(self.log_text().splitlines()[-lines:])
 
     def stop(self, timeout_s: float = 30.0) -> int:
         """SIGTERM the master (graceful shutdown), wait, and return its exit status."""
+        self._close_listener()
         process = self.process
         if process is None:
             return 0
@@ -136,6 +184,11 @@ class LiveServer:
                 process.kill()
                 process.wait()
         return process.returncode
+
+    def _close_listener(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
 
     def __enter__(self) -> LiveServer:
         """Start gunicorn unless `start()` already did (`with server.start(timeout):`)."""

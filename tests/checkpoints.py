@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -44,10 +46,34 @@ def make_tiny_pair(seed: int = 0, learn_te: bool = True) -> tuple[Kronos, Kronos
     return model, tokenizer
 
 
+@functools.cache
+def tiny_parameter_counts() -> tuple[int, int]:
+    """(model, tokenizer) parameter counts of the tiny checkpoints, as /models reports them."""
+    model, tokenizer = make_tiny_pair()
+    return (
+        sum(p.numel() for p in model.parameters()),
+        sum(p.numel() for p in tokenizer.parameters()),
+    )
+
+
 def make_tiny_checkpoints(directory: Path, seed: int = 0) -> tuple[Path, Path]:
     """Save a tiny model and tokenizer under `directory`: (model_dir, tokenizer_dir)."""
     model, tokenizer = make_tiny_pair(seed)
     model_dir, tokenizer_dir = directory / "tiny-model", directory / "tiny-tokenizer"
     model.save_pretrained(model_dir)
     tokenizer.save_pretrained(tokenizer_dir)
+    return model_dir, tokenizer_dir
+
+
+def make_published_shape_checkpoints(
+    directory: Path, model: str = "Kronos-small", seed: int = 0
+) -> tuple[Path, Path]:
+    """Random weights in a published layout (`model` from golden/checkpoint_layouts.json) and a
+    Kronos-Tokenizer-base-shaped tokenizer, saved under `directory`: the real shapes and cost,
+    no download. Returns (model_dir, tokenizer_dir)."""
+    layouts = json.loads((GOLDEN / "checkpoint_layouts.json").read_text())
+    torch.manual_seed(seed)
+    model_dir, tokenizer_dir = directory / model, directory / "Kronos-Tokenizer-base"
+    Kronos(**layouts[model]["config"]).save_pretrained(model_dir)
+    KronosTokenizer(**layouts["Kronos-Tokenizer-base"]["config"]).save_pretrained(tokenizer_dir)
     return model_dir, tokenizer_dir

@@ -27,6 +27,43 @@ from tests.support import loaded_app, make_settings
 
 MODES = ("simulated", "kronos", "auto")
 
+NO_SKIPS_ENV = "KRONOS_TESTS_NO_SKIPS"
+"""Set to 1 (as `.ci/run` does), a skipped test fails the run unless it needs a GPU."""
+_DISALLOWED_SKIPS = pytest.StashKey[list[str]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_DISALLOWED_SKIPS] = []
+
+
+def _needs_a_gpu(item: pytest.Item, reason: str) -> bool:
+    """Marked `gpu`, or skipped for want of CUDA."""
+    return item.get_closest_marker("gpu") is not None or "CUDA" in reason
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if report.skipped and not hasattr(report, "wasxfail"):
+        reason = str(report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr)
+        if not _needs_a_gpu(item, reason):
+            item.config.stash[_DISALLOWED_SKIPS].append(f"{item.nodeid}: {reason}")
+    return report
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    skipped = session.config.stash[_DISALLOWED_SKIPS]
+    if os.environ.get(NO_SKIPS_ENV) == "1" and skipped and exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    skipped = config.stash[_DISALLOWED_SKIPS]
+    if skipped and os.environ.get(NO_SKIPS_ENV) == "1":
+        terminalreporter.section(f"{NO_SKIPS_ENV}=1: only GPU tests may skip", sep="=", red=True)
+        for line in skipped:
+            terminalreporter.line(line)
+
 
 class _LogRecorder(logging.Handler):
     """Keeps every formatted log line (traceback included) emitted in this process."""

@@ -4,6 +4,7 @@ an app with its backend loaded, and the problem+json check."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
@@ -16,6 +17,22 @@ from kronos_integration.config import ForecastSettings, ModelSettings
 
 SEED_REQUEST: dict[str, Any] = {"isin": "US67066G1040", "horizon_days": 5}
 """The request the seed service answered; it must keep working unchanged."""
+
+QUIET_TORCH = {"KRONOS_TORCH_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+"""Environment for a real gunicorn in tests: one torch thread per worker, no hub requests."""
+
+
+def kronos_env(model: Path, tokenizer: Path) -> dict[str, str]:
+    """A real gunicorn's environment for kronos mode with local checkpoints, synthetic history
+    allowed (see `QUIET_TORCH`)."""
+    return {
+        **QUIET_TORCH,
+        "KRONOS_MODE": "kronos",
+        "KRONOS_MODEL_ID": str(model),
+        "KRONOS_TOKENIZER_ID": str(tokenizer),
+        "KRONOS_ALLOW_SYNTHETIC_HISTORY": "1",
+    }
+
 
 _MODEL_FIELDS = {f.name for f in dataclasses.fields(ModelSettings)}
 _FORECAST_FIELDS = {f.name for f in dataclasses.fields(ForecastSettings)}

@@ -14,6 +14,7 @@ import pytest
 from app import create_app
 from app.schemas import BatchResponseSchema, ModelsSchema, PredictResponseSchema
 from tests.candles import candle_records, make_candles
+from tests.checkpoints import tiny_parameter_counts
 from tests.support import SEED_REQUEST, assert_problem, loaded_app, make_settings, state_of
 
 OTHER_ISIN = "US0378331005"
@@ -71,7 +72,7 @@ def test_seed_request_keeps_the_seed_contract(client, mode):
     if mode == "kronos":
         assert body["model_version"].endswith("tiny-model")
         assert meta["tokenizer"]["id"].endswith("tiny-tokenizer")
-        assert meta["tokenizer"]["parameters"] > 0
+        assert meta["tokenizer"]["parameters"] == tiny_parameter_counts()[1]
 
 
 @all_modes
@@ -373,24 +374,17 @@ def test_an_unknown_path_is_404_whatever_the_body(client):
     assert_problem(client.post("/nowhere", data="x", content_type="text/plain"), 404)
 
 
-def _refused_non_number(response, literal: str, *path: str) -> None:
-    """NaN or Infinity refused with the reason: by the JSON reader (400) or the schema (422)."""
-    body = assert_problem(response, response.status_code)
-    assert response.status_code in (400, 422)
-    if response.status_code == 400:
-        assert literal in body["detail"]
-    else:
-        errors = body["errors"]
-        for key in path:
-            errors = errors[key]
-        assert errors
+def _refused_non_number(response, literal: str) -> None:
+    """NaN or Infinity refused by the JSON reader, before any schema: 400 naming the literal."""
+    body = assert_problem(response, 400)
+    assert f"{literal} is not a JSON number" in body["detail"]
 
 
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
 def test_nan_and_infinity_are_refused(client, literal):
     text = f'{{"isin": "US0378331005", "horizon_days": 2, "temperature": {literal}}}'
     response = client.post("/predict", data=text, content_type="application/json")
-    _refused_non_number(response, literal.lstrip("-"), "temperature")
+    _refused_non_number(response, literal)
 
 
 def test_nan_inside_candles_is_refused(client):
@@ -399,7 +393,7 @@ def test_nan_inside_candles_is_refused(client):
         str(records[7]["close"]), "NaN", 1
     )
     response = client.post("/predict", data=text, content_type="application/json")
-    _refused_non_number(response, "NaN", "candles", "7", "close")
+    _refused_non_number(response, "NaN")
 
 
 def test_limits_name_their_variable(client):
@@ -577,8 +571,8 @@ def test_health_ready_and_models(client, mode, settings):
     if mode == "kronos":
         assert models["model"]["id"] == settings.model.model_id
         assert models["model"]["sha"] is None  # a local folder has no commit
-        assert models["model"]["parameters"] > 1000
-        assert models["tokenizer"]["parameters"] > 1000
+        parameters = (models["model"]["parameters"], models["tokenizer"]["parameters"])
+        assert parameters == tiny_parameter_counts()
         assert (models["device"], models["dtype"]) == ("cpu", "float32")
     else:
         assert models["model"] is None

@@ -17,27 +17,22 @@ import subprocess
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from benchmarks.live_server import GUNICORN, REPO_ROOT, LiveServer, free_port, request
+from benchmarks.live_server import (
+    REPO_ROOT,
+    LiveServer,
+    gunicorn_command,
+    listening_socket,
+    refusing_port,
+    request,
+)
+from tests.support import SEED_REQUEST, kronos_env
 
 pytestmark = pytest.mark.slow
-
-SEED_REQUEST = {"isin": "US67066G1040", "horizon_days": 5}
-
-
-def kronos_env(model: Path, tokenizer: Path) -> dict[str, str]:
-    """Kronos mode with local tiny checkpoints, synthetic history allowed, hub switched off."""
-    return {
-        "KRONOS_MODE": "kronos",
-        "KRONOS_MODEL_ID": str(model),
-        "KRONOS_TOKENIZER_ID": str(tokenizer),
-        "KRONOS_ALLOW_SYNTHETIC_HISTORY": "1",
-        "KRONOS_TORCH_THREADS": "1",
-        "HF_HUB_OFFLINE": "1",
-    }
 
 
 def worker_pids(master_pid: int) -> set[int]:
@@ -56,7 +51,21 @@ def worker_pids(master_pid: int) -> set[int]:
     return children
 
 
-def wait_for(condition, timeout_s: float, what: str, server: LiveServer) -> None:  # type: ignore[no-untyped-def]
+def accepted(connection: socket.socket) -> bool:
+    """Whether the server has accept()ed the client `connection`: the server's end of it has an
+    inode in /proc/net/tcp (0 while it waits in the listen backlog)."""
+    client_port, server_port = connection.getsockname()[1], connection.getpeername()[1]
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, remote, inode = (line.split()[i] for i in (1, 2, 9))
+        ports = int(local.rsplit(":", 1)[1], 16), int(remote.rsplit(":", 1)[1], 16)
+        if ports == (server_port, client_port):
+            return inode != "0"
+    return False
+
+
+def wait_for(
+    condition: Callable[[], bool], timeout_s: float, what: str, server: LiveServer
+) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
         if time.monotonic() > deadline:
@@ -65,23 +74,29 @@ def wait_for(condition, timeout_s: float, what: str, server: LiveServer) -> None
 
 
 class Load:
-    """Client threads posting the seed's request until stopped; statuses in arrival order."""
+    """Client threads posting the seed's request until stopped: each answer's arrival time,
+    status and answering worker, in arrival order."""
 
     def __init__(self, port: int, clients: int = 3) -> None:
         self.port = port
-        self.outcomes: list[tuple[float, int | str]] = []
-        self._lock = threading.Lock()
+        self.outcomes: list[tuple[float, int | str, int | None]] = []
+        self._answered = threading.Condition()
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._run) for _ in range(clients)]
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            worker = None
             try:
-                status: int | str = request(self.port, "POST", "/predict", SEED_REQUEST)[0]
+                status: int | str
+                status, _, body = request(self.port, "POST", "/predict", SEED_REQUEST)
+                if status == 200:
+                    worker = json.loads(body)["metadata"]["worker_pid"]
             except OSError as error:
                 status = type(error).__name__
-            with self._lock:
-                self.outcomes.append((time.monotonic(), status))
+            with self._answered:
+                self.outcomes.append((time.monotonic(), status, worker))
+                self._answered.notify_all()
 
     def __enter__(self) -> Load:
         for thread in self._threads:
@@ -93,9 +108,20 @@ class Load:
         for thread in self._threads:
             thread.join(timeout=60)
 
+    def wait_until(self, what: str, condition: Callable[[], bool], timeout_s: float) -> None:
+        """Block until `condition()` holds, checked after each answer; fail after `timeout_s`."""
+        with self._answered:
+            if not self._answered.wait_for(condition, timeout=timeout_s):
+                pytest.fail(f"no {what} within {timeout_s} s: {self.since(0)}")
+
     def since(self, moment: float) -> Counter[int | str]:
-        with self._lock:
-            return Counter(status for at, status in self.outcomes if at >= moment)
+        with self._answered:
+            return Counter(status for at, status, _ in self.outcomes if at >= moment)
+
+    def workers_since(self, moment: float) -> set[int]:
+        """Workers that answered 200 since `moment`."""
+        with self._answered:
+            return {worker for at, _, worker in self.outcomes if at >= moment and worker}
 
 
 def test_killed_worker_is_respawned_reloads_its_model_and_service_keeps_answering(
@@ -108,7 +134,7 @@ def test_killed_worker_is_respawned_reloads_its_model_and_service_keeps_answerin
         assert len(before) == 2
         victim = min(before)
         with Load(server.port) as load:
-            time.sleep(1.0)
+            load.wait_until("answers before the kill", lambda: load.since(0)[200] >= 3, 60)
             os.kill(victim, signal.SIGKILL)
             killed_at = time.monotonic()
             wait_for(
@@ -127,10 +153,15 @@ def test_killed_worker_is_respawned_reloads_its_model_and_service_keeps_answerin
                 server,
             )
             respawned_at = time.monotonic()
-            time.sleep(2.0)
+            load.wait_until(
+                "answer from the new worker",
+                lambda: newcomer in load.workers_since(respawned_at),
+                60,
+            )
         during = load.since(killed_at)
         after = load.since(respawned_at)
-        assert after[200] > 0 and set(after) == {200}, after
+        assert set(after) == {200}, after
+        assert load.workers_since(respawned_at) <= (before - {victim}) | {newcomer}
         assert during[200] > 0, during
         lost = sum(count for status, count in during.items() if status != 200)
         assert lost <= 3, f"only requests on the killed worker may fail: {during}"
@@ -175,9 +206,9 @@ def test_sigterm_lets_an_in_flight_request_finish_before_exit(tmp_path):
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
         ).encode()
         connection.sendall(head + body[:10])
-        time.sleep(1.0)  # the worker has taken the request and is reading its body
+        wait_for(lambda: accepted(connection), 30, "the worker accepting the request", server)
         server.process.send_signal(signal.SIGTERM)
-        time.sleep(1.0)
+        server.wait_for_log("Handling signal: term", timeout_s=30)
         assert server.process.poll() is None, "gunicorn quit with a request in flight"
         connection.sendall(body[10:])
         answer = b""
@@ -193,19 +224,19 @@ def test_sigterm_lets_an_in_flight_request_finish_before_exit(tmp_path):
 
 
 def test_unreachable_hub_in_auto_mode_falls_back_within_bounded_time(tmp_path):
-    closed_port = free_port()  # nothing listens here: connections are refused at once
-    env = {
-        "KRONOS_MODE": "auto",
-        "HF_ENDPOINT": f"http://127.0.0.1:{closed_port}",
-        "HF_HOME": str(tmp_path / "hf-home"),
-        "HF_HUB_OFFLINE": "0",
-        "KRONOS_HUB_TIMEOUT_S": "2",
-    }
-    started = time.monotonic()
-    with LiveServer(env, tmp_path / "gunicorn.log", workers=1) as server:
-        ready_after_s = time.monotonic() - started
-        status, _, body = request(server.port, "POST", "/predict", SEED_REQUEST)
-        models = json.loads(request(server.port, "GET", "/models")[2])
+    with refusing_port() as closed_port:  # connections are refused at once
+        env = {
+            "KRONOS_MODE": "auto",
+            "HF_ENDPOINT": f"http://127.0.0.1:{closed_port}",
+            "HF_HOME": str(tmp_path / "hf-home"),
+            "HF_HUB_OFFLINE": "0",
+            "KRONOS_HUB_TIMEOUT_S": "2",
+        }
+        started = time.monotonic()
+        with LiveServer(env, tmp_path / "gunicorn.log", workers=1) as server:
+            ready_after_s = time.monotonic() - started
+            status, _, body = request(server.port, "POST", "/predict", SEED_REQUEST)
+            models = json.loads(request(server.port, "GET", "/models")[2])
     assert ready_after_s < 90, "the fallback must not wait on the hub without bound"
     assert status == 200
     answer = json.loads(body)
@@ -224,25 +255,16 @@ def test_corrupt_checkpoint_is_a_clear_start_up_error(tmp_path, tiny_checkpoints
     env = {**kronos_env(model, tokenizer_dir), "KRONOS_MODE": mode}
     log_path = tmp_path / "gunicorn.log"
     if mode == "kronos":
-        command = [
-            str(GUNICORN),
-            "-c",
-            "gunicorn.conf.py",
-            "--bind",
-            f"127.0.0.1:{free_port()}",
-            "--workers",
-            "1",
-            "wsgi:app",
-        ]
-        with log_path.open("wb") as log:
+        with listening_socket() as listener, log_path.open("wb") as log:
             finished = subprocess.run(
-                command,
+                gunicorn_command(listener, 1),
                 cwd=REPO_ROOT,
                 env={**os.environ, **env},
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 timeout=120,
                 check=False,
+                pass_fds=(listener.fileno(),),
             )
         assert finished.returncode != 0
         entries = [json.loads(line) for line in log_path.read_text().splitlines() if line]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import threading
 import time
@@ -15,21 +14,28 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.live_server import GUNICORN, REPO_ROOT, LiveServer, free_port, request
+from benchmarks.live_server import (
+    GUNICORN,
+    REPO_ROOT,
+    LiveServer,
+    gunicorn_command,
+    listening_socket,
+    refusing_port,
+    request,
+)
+from tests.checkpoints import tiny_parameter_counts
+from tests.support import QUIET_TORCH, SEED_REQUEST, kronos_env
 
 pytestmark = pytest.mark.slow
 
-SEED_REQUEST = {"isin": "US67066G1040", "horizon_days": 5}
-QUIET_TORCH = {"KRONOS_TORCH_THREADS": "1", "HF_HUB_OFFLINE": "1"}
 
-
-def models_by_pid(port: int, workers: int, rounds: int = 20) -> dict[int, dict]:
-    """/models of each worker: bursts of concurrent connections until every worker answered
+def answers_by_pid(port: int, path: str, workers: int, rounds: int = 20) -> dict[int, dict]:
+    """GET `path` of each worker: bursts of concurrent connections until every worker answered
     (an idle worker that accepts quickly would otherwise take every sequential request)."""
     seen: dict[int, dict] = {}
 
     def ask() -> None:
-        status, _, body = request(port, "GET", "/models")
+        status, _, body = request(port, "GET", path)
         assert status == 200
         info = json.loads(body)
         seen[info["worker_pid"]] = info
@@ -46,41 +52,47 @@ def models_by_pid(port: int, workers: int, rounds: int = 20) -> dict[int, dict]:
 @pytest.fixture
 def black_hole_hub() -> Iterator[str]:
     """A hub URL that accepts connections and never answers: loading must wait out its timeout."""
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(64)
+    with listening_socket(backlog=64) as listener:
         yield f"http://127.0.0.1:{listener.getsockname()[1]}"
 
 
-def test_each_worker_loads_its_own_model(tmp_path, tiny_checkpoints):
+@pytest.mark.parametrize("mode", ["kronos", "auto"])
+def test_each_worker_loads_its_own_model(tmp_path, tiny_checkpoints, mode):
+    """`auto` with a checkpoint that loads serves Kronos exactly as `kronos` mode does: no
+    fallback anywhere (/models, /health/ready, the answer, the serving-mode gauge)."""
     model_dir, tokenizer_dir = tiny_checkpoints
-    env = {
-        **QUIET_TORCH,
-        "KRONOS_MODE": "kronos",
-        "KRONOS_MODEL_ID": str(model_dir),
-        "KRONOS_TOKENIZER_ID": str(tokenizer_dir),
-        "KRONOS_ALLOW_SYNTHETIC_HISTORY": "1",
-    }
+    env = {**kronos_env(model_dir, tokenizer_dir), "KRONOS_MODE": mode}
     with LiveServer(env, tmp_path / "gunicorn.log", workers=2) as server:
-        workers = models_by_pid(server.port, 2)
+        workers = answers_by_pid(server.port, "/models", 2)
+        ready = answers_by_pid(server.port, "/health/ready", 2)
         status, _, body = request(
             server.port, "POST", "/predict", {**SEED_REQUEST, "sample_count": 2}
         )
+        metrics = request(server.port, "GET", "/metrics")[2].decode()
+        assert server.process is not None
         master_pid = server.process.pid
     assert len(workers) == 2, workers
     assert master_pid not in workers  # the model is loaded in the workers, never in the master
-    for info in workers.values():
-        assert info["ready"] and info["serving"] == "kronos" and info["fallback_reason"] is None
-        assert info["model"]["id"] == str(model_dir) and info["model"]["parameters"] > 0
-        assert info["load_seconds"] > 0
-        assert (
-            info["torch_threads"] == 1
-        )  # KRONOS_TORCH_THREADS, applied in the worker after the fork
+    assert set(ready) == set(workers)
+    for pid, info in workers.items():
+        assert info["mode"] == mode and info["ready"]
+        assert info["serving"] == "kronos" and info["fallback_reason"] is None
+        assert info["model"]["id"] == str(model_dir)
+        parameters = (info["model"]["parameters"], info["tokenizer"]["parameters"])
+        assert parameters == tiny_parameter_counts()
+        assert info["load_seconds"] > 0  # measured, so any positive duration
+        # KRONOS_TORCH_THREADS, applied in the worker after the fork
+        assert info["torch_threads"] == 1
+        assert ready[pid] == {key: info[key] for key in ready[pid]}  # the two agree
+        assert ready[pid]["status"] == "ready"
     loaded_at = {info["loaded_at"] for info in workers.values()}
     assert len(loaded_at) == 2  # two separate loads
+    assert 'kronos_serving_mode_workers{mode="kronos"} 2.0' in metrics
+    assert 'mode="simulated"' not in metrics
     assert status == 200
     answer = json.loads(body)
     assert answer["model"] == "kronos" and answer["metadata"]["worker_pid"] in workers
+    assert answer["metadata"]["fallback_reason"] is None
 
 
 def test_ready_only_after_a_long_load_and_auto_fallback_says_why(tmp_path, black_hole_hub):
@@ -104,7 +116,7 @@ def test_ready_only_after_a_long_load_and_auto_fallback_says_why(tmp_path, black
         while not stop.is_set():
             try:
                 status, _, body = request(server.port, "GET", "/health/ready", timeout_s=0.5)
-            except OSError:  # refused before the master binds, unanswered before a worker runs
+            except OSError:  # unanswered (waiting in the backlog) until a worker has loaded
                 time.sleep(0.05)
                 continue
             answers.append((time.time(), status, json.loads(body)))
@@ -115,7 +127,7 @@ def test_ready_only_after_a_long_load_and_auto_fallback_says_why(tmp_path, black
         with server.start(ready_timeout_s=90):
             stop.set()
             poller.join()
-            workers = models_by_pid(server.port, 2)
+            workers = answers_by_pid(server.port, "/models", 2)
             status, _, body = request(server.port, "POST", "/predict", SEED_REQUEST)
     finally:
         stop.set()
@@ -141,15 +153,16 @@ def test_ready_only_after_a_long_load_and_auto_fallback_says_why(tmp_path, black
 def test_kronos_mode_with_a_missing_model_stops_gunicorn(tmp_path):
     missing = tmp_path / "no-such-model"
     env = {**os.environ, **QUIET_TORCH, "KRONOS_MODE": "kronos", "KRONOS_MODEL_ID": str(missing)}
-    command = [str(GUNICORN), "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{free_port()}"]
-    finished = subprocess.run(
-        [*command, "--workers", "2", "wsgi:app"],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    with listening_socket() as listener:
+        finished = subprocess.run(
+            gunicorn_command(listener, 2),
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            pass_fds=(listener.fileno(),),
+        )
     log = finished.stdout + finished.stderr
     # 3 is gunicorn's "worker failed to boot"; when both workers fail at the same moment, the
     # arbiter's own halt meets the second failure and ends with status 1 and a traceback instead.
@@ -188,13 +201,14 @@ def test_test_api_script_posts_the_seed_request(tmp_path):
 
 
 def test_test_api_script_says_when_no_service_answers():
-    finished = subprocess.run(
-        ["bash", str(REPO_ROOT / "test-api.sh")],
-        env={**os.environ, "PORT": str(free_port())},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    with refusing_port() as port:
+        finished = subprocess.run(
+            ["bash", str(REPO_ROOT / "test-api.sh")],
+            env={**os.environ, "PORT": str(port)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert finished.returncode != 0 and finished.stdout == ""
     assert "Failed to connect" in finished.stderr
     assert "Expecting value" not in finished.stderr  # no JSON parse error of an empty answer

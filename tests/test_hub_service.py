@@ -9,19 +9,17 @@ import json
 from pathlib import Path
 
 import pytest
-from flask.testing import FlaskClient
 
 from app import create_app
-from app.settings import Settings
 from benchmarks.live_server import LiveServer, request
 from kronos_integration.config import DEFAULT_MODEL_ID, DEFAULT_TOKENIZER_ID
 from kronos_integration.registry import ModelLoadError
 from tests.hub_fixtures import build_hub_cache, fake_sha, point_hub_at
-from tests.support import loaded_app, make_settings, state_of
+from tests.support import QUIET_TORCH, SEED_REQUEST, loaded_app, make_settings, state_of
 
 MODEL_SHA = fake_sha("service-model")
 TOKENIZER_SHA = fake_sha("service-tokenizer")
-SEED_REQUEST = {"isin": "US67066G1040", "horizon_days": 2, "sample_count": 2, "seed": 3}
+REQUEST = {**SEED_REQUEST, "horizon_days": 2, "sample_count": 2, "seed": 3}
 TOKEN = "hf_serviceTestSecret0123456789abcd"
 
 
@@ -37,11 +35,6 @@ def hf_home(
     return tmp_path
 
 
-def loaded_client(settings: Settings) -> FlaskClient:
-    app = loaded_app(settings)
-    return app.test_client()
-
-
 @pytest.mark.parametrize("revision", [None, MODEL_SHA])
 def test_service_loads_the_default_repos_from_the_cache(
     hf_home: Path, revision: str | None
@@ -51,14 +44,14 @@ def test_service_loads_the_default_repos_from_the_cache(
         DEFAULT_MODEL_ID,
         DEFAULT_TOKENIZER_ID,
     )
-    client = loaded_client(settings)
+    client = loaded_app(settings).test_client()
 
     models = client.get("/models").get_json()
     assert models["serving"] == "kronos"
     assert models["model"]["id"] == DEFAULT_MODEL_ID and models["model"]["sha"] == MODEL_SHA
     assert models["tokenizer"]["sha"] == TOKENIZER_SHA
 
-    response = client.post("/predict", json=SEED_REQUEST)
+    response = client.post("/predict", json=REQUEST)
     assert response.status_code == 200, response.get_json()
     body = response.get_json()
     assert body["model"] == "kronos"
@@ -74,7 +67,7 @@ def test_uncached_revision_fails_kronos_mode_naming_the_repo(hf_home: Path) -> N
 
 def test_uncached_revision_makes_auto_mode_fall_back_with_the_reason(hf_home: Path) -> None:
     settings = make_settings(mode="auto", model_revision="v9", hf_token=TOKEN)
-    models = loaded_client(settings).get("/models").get_json()
+    models = loaded_app(settings).test_client().get("/models").get_json()
     assert models["serving"] == "simulated"
     reason = models["fallback_reason"]
     assert DEFAULT_MODEL_ID in reason and "'v9'" in reason and "not in the cache" in reason
@@ -84,15 +77,14 @@ def test_uncached_revision_makes_auto_mode_fall_back_with_the_reason(hf_home: Pa
 @pytest.mark.slow
 def test_gunicorn_serves_the_default_repos_from_an_offline_cache(hf_home: Path) -> None:
     env = {
+        **QUIET_TORCH,
         "HF_HOME": str(hf_home),
-        "HF_HUB_OFFLINE": "1",
         "HF_TOKEN": TOKEN,
         "KRONOS_MODE": "kronos",
         "KRONOS_MODEL_ID": "",  # empty: the defaults, whatever the outer environment says
         "KRONOS_TOKENIZER_ID": "",
         "KRONOS_MODEL_REVISION": MODEL_SHA,
         "KRONOS_ALLOW_SYNTHETIC_HISTORY": "1",
-        "KRONOS_TORCH_THREADS": "1",
     }
     with LiveServer(env, hf_home / "gunicorn.log", workers=1) as server:
         status, _, body = request(server.port, "GET", "/models")
@@ -100,7 +92,7 @@ def test_gunicorn_serves_the_default_repos_from_an_offline_cache(hf_home: Path) 
         assert status == 200 and models["serving"] == "kronos"
         assert (models["model"]["id"], models["model"]["sha"]) == (DEFAULT_MODEL_ID, MODEL_SHA)
         assert models["tokenizer"]["sha"] == TOKENIZER_SHA
-        status, _, body = request(server.port, "POST", "/predict", SEED_REQUEST)
+        status, _, body = request(server.port, "POST", "/predict", REQUEST)
         assert status == 200 and json.loads(body)["metadata"]["model_revision"] == MODEL_SHA
     log = server.log_text()
     assert MODEL_SHA in log and TOKEN not in log  # the load was logged, the token never
