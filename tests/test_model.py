@@ -86,28 +86,32 @@ def test_model_logits_match_reference(
     )
 
 
-def golden_cases() -> list[Any]:
-    cases = json.loads((GOLDEN / "expected.json").read_text())["greedy_predictions"]
-    return [pytest.param(c, id=f"{c['name']}-{c['weights']}") for c in cases]
+def golden_cases(key: str = "greedy_predictions") -> list[Any]:
+    cases = json.loads((GOLDEN / "expected.json").read_text())[key]
+    return [
+        pytest.param(c, id=f"{c['name']}-{c['weights']}-seed{c['sampling'].get('seed', '')}")
+        for c in cases
+    ]
 
 
-@pytest.mark.parametrize("case", golden_cases())
-def test_greedy_predictions_match_reference_in_every_window_regime(
+def golden_prediction(
     case: dict[str, Any],
-    golden_tokenizer: KronosTokenizer,
+    tokenizer: KronosTokenizer,
     candles: pd.DataFrame,
     future: pd.Series,
-) -> None:
+) -> pd.DataFrame:
+    """The predictor's `predict` on a golden case, after seeding torch's global generator."""
     model = Kronos.from_pretrained(str(GOLDEN / WEIGHTS[case["weights"]]))
     predictor = KronosPredictor(
         model,
-        golden_tokenizer,
+        tokenizer,
         device=TEST_DEVICE,
         max_context=case["max_context"],
         clip=case["clip"],
     )
     history = candles.iloc[-case["lookback"] :]
     sampling = case["sampling"]
+    torch.manual_seed(sampling.get("seed", 0))
     result = predictor.predict(
         history.drop(columns="timestamps"),
         history["timestamps"],
@@ -119,7 +123,32 @@ def test_greedy_predictions_match_reference_in_every_window_regime(
         sample_count=sampling["sample_count"],
     )
     assert list(result.index) == list(future[: case["pred_len"]])
+    return result
+
+
+@pytest.mark.parametrize("case", golden_cases())
+def test_greedy_predictions_match_reference_in_every_window_regime(
+    case: dict[str, Any],
+    golden_tokenizer: KronosTokenizer,
+    candles: pd.DataFrame,
+    future: pd.Series,
+) -> None:
+    result = golden_prediction(case, golden_tokenizer, candles, future)
     np.testing.assert_allclose(result.to_numpy(), case["prediction"], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.skipif(TEST_DEVICE != "cpu", reason="torch's CPU generator produced these draws")
+@pytest.mark.parametrize("case", golden_cases("sampled_predictions"))
+def test_sampled_predictions_match_reference_under_the_same_global_seed(
+    case: dict[str, Any],
+    golden_tokenizer: KronosTokenizer,
+    candles: pd.DataFrame,
+    future: pd.Series,
+) -> None:
+    """The reference drew these with `torch.multinomial` from the global generator: the same
+    draws mean the same tokens, so the means agree to float rounding, not just statistically."""
+    result = golden_prediction(case, golden_tokenizer, candles, future)
+    np.testing.assert_allclose(result.to_numpy(), case["prediction"], rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize(
