@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 import time
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 import torch
 
 from benchmarks.reference_decoding import reference_predict
+from kronos_integration.model.module import onednn_available
 from kronos_integration.predictor import KronosPredictor, prepare_series
 from kronos_integration.sampling import SamplingParams, sample_tokens
 from tests.checkpoints import TEST_DEVICE, make_tiny_pair
@@ -220,13 +222,32 @@ def test_cuda_graph_decoding_matches_eager_decoding() -> None:
         np.testing.assert_allclose(a.paths, b.paths, rtol=1e-4, atol=1e-5)
 
 
-def test_onednn_packed_layers_give_the_default_kernels_results() -> None:
+@pytest.mark.skipif(not onednn_available(), reason="this torch build has no oneDNN kernels")
+def test_onednn_and_default_kernels_give_the_same_results() -> None:
     model, tokenizer = make_tiny_pair(seed=6)
     plain = KronosPredictor(copy.deepcopy(model), copy.deepcopy(tokenizer), onednn=False)
-    packed = KronosPredictor(model, tokenizer)
-    assert packed.onednn and model.transformer[0].ffn.w1._packed is not None
+    packed = KronosPredictor(model, tokenizer, onednn=True)
+    assert (plain.kernels.step, plain.kernels.window) == ("default", "default")
+    assert (packed.kernels.step, packed.kernels.window) == ("onednn", "onednn")
+    assert packed.kernels.reason == "forced"
     df, x_ts, y_ts = candles(50), STAMPS[:50], STAMPS[50:70]
     for top_k in (1, 0):
         a = packed.forecast(df, x_ts, y_ts, 20, sample_count=3, top_k=top_k, seed=2)
         b = plain.forecast(df, x_ts, y_ts, 20, sample_count=3, top_k=top_k, seed=2)
         np.testing.assert_allclose(a.paths, b.paths, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.skipif(not onednn_available(), reason="this torch build has no oneDNN kernels")
+def test_kernels_are_chosen_by_measuring_and_the_choice_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    model, tokenizer = make_tiny_pair(seed=6)
+    with caplog.at_level(logging.INFO, logger="kronos_integration.predictor"):
+        predictor = KronosPredictor(model, tokenizer)
+    choice = predictor.kernels
+    assert choice.reason == "measured"
+    for name in ("step", "window"):
+        seconds = choice.seconds[name]
+        assert set(seconds) == {"default", "onednn"} and all(s > 0 for s in seconds.values())
+        assert getattr(choice, name) == min(seconds, key=seconds.__getitem__)
+    assert f"step {choice.step}" in caplog.text and "measured" in caplog.text
