@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from benchmarks.reference_decoding import reference_predict
+from kronos_integration.model import generation
 from kronos_integration.model.module import onednn_available
 from kronos_integration.predictor import KronosPredictor, prepare_series
 from kronos_integration.sampling import SamplingParams, sample_tokens
@@ -184,6 +185,50 @@ def test_a_passed_deadline_stops_decoding(predictor: KronosPredictor) -> None:
         candles(20), STAMPS[:20], STAMPS[20:24], 4, deadline=time.monotonic() + 60
     )
     assert on_time.paths.shape == (1, 4, 6)
+
+
+class _Clock:
+    """A stand-in for `time.monotonic` in the decoding loop: counts reads, and advances one
+    second per read when ticking."""
+
+    def __init__(self, ticking: bool) -> None:
+        self.reads = 0
+        self.ticking = ticking
+
+    def __call__(self) -> float:
+        self.reads += 1
+        return float(self.reads) if self.ticking else 0.0
+
+
+def test_the_deadline_is_checked_inside_every_sliding_window_pass(
+    predictor: KronosPredictor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 5,000-bar lookback slides at every bar: each bar recomputes the window of each of
+    40 sample rows, in passes of at most WINDOW_TOKENS tokens (two here), and the deadline is
+    read after every layer of every pass, so a forecast stops inside a long bar, not after it."""
+    lookback, pred_len, samples = 5000, 4, 40
+    stamps = pd.date_range("2024-01-02 09:30", periods=lookback + pred_len, freq="5min")
+    df, x_ts, y_ts = candles(lookback, seed=3), stamps[:lookback], stamps[lookback:]
+    layers = len(predictor.model.transformer)
+    passes = -(-samples * predictor.max_context // generation.WINDOW_TOKENS)
+    assert passes == 2
+
+    counting = _Clock(ticking=False)
+    monkeypatch.setattr(generation, "monotonic", counting)
+    predictor.forecast(df, x_ts, y_ts, pred_len, sample_count=samples, seed=1, deadline=1e9)
+    assert counting.reads >= (pred_len - 1) * passes * layers + pred_len
+
+    stops = []
+    for deadline in range(counting.reads):
+        monkeypatch.setattr(generation, "monotonic", _Clock(ticking=True))
+        with pytest.raises(TimeoutError) as raised:
+            predictor.forecast(
+                df, x_ts, y_ts, pred_len, sample_count=samples, seed=1, deadline=deadline + 0.5
+            )
+        stops.append(str(raised.value))
+    inside = [stop for stop in stops if f"window layer 1 of {layers}" in stop]
+    assert len(inside) >= (pred_len - 1) * passes, stops
+    assert all("forecast passed its deadline after" in stop for stop in stops)
 
 
 def test_pred_len_beyond_the_window_is_refused(predictor: KronosPredictor) -> None:

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from time import monotonic
 
 import numpy as np
 import torch
@@ -174,7 +174,7 @@ class DecodeRun:
     # -- helpers
     def check(self, bars_done: int, stage: str | None = None) -> None:
         """TimeoutError once the deadline has passed; `stage` says where inside a bar."""
-        if self.deadline is not None and time.monotonic() > self.deadline:
+        if self.deadline is not None and monotonic() > self.deadline:
             where = "" if stage is None else f" ({stage})"
             raise TimeoutError(
                 f"forecast passed its deadline after {bars_done} of {self.pred_len} bars{where}"
