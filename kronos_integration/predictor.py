@@ -117,7 +117,8 @@ class KronosPredictor:
     whose series share one history length is one CUDA graph replay (`cuda_graphs=False` turns
     it off; a failed capture logs a warning and decodes eagerly). `dtype` float32 (default)
     reproduces the reference to float rounding; bfloat16 (CPUs with native bf16, CUDA) and
-    float16 (CUDA) trade exactness for speed. `self.stats` counts how bars were decoded.
+    float16 (CUDA) trade exactness for speed. `self.engines` are the fused passes,
+    `self.stats` counts how bars were decoded.
     """
 
     def __init__(
@@ -142,7 +143,7 @@ class KronosPredictor:
         self.max_context = max_context
         self.clip = clip
         self.cuda_graphs = cuda_graphs and self.device.type == "cuda"
-        self.kernels, self._engines = self._build_engines(onednn)
+        self.kernels, self.engines = self._build_engines(onednn)
         if self.kernels.window == "onednn" and next(tokenizer.parameters()).dtype == torch.float32:
             pack_linear_layers_for_cpu(self.tokenizer)
         self.stats = DecodeStats()
@@ -324,7 +325,7 @@ class KronosPredictor:
                 f"pred_len ({pred_len}) must not exceed max_context ({self.max_context})"
             )
         run = DecodeRun(
-            self._engines,
+            self.engines,
             self.tokenizer,
             [History(s.x, s.x_stamp, s.y_stamp) for s in series],
             pred_len,
