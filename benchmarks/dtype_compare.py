@@ -32,7 +32,7 @@ import torch
 
 from benchmarks.predictor_speed import random_pair, synthetic_candles
 from kronos_integration.model import Kronos, KronosTokenizer
-from kronos_integration.model.generation import DecodeRun, History
+from kronos_integration.model.generation import History
 from kronos_integration.model.kernels import supported_dtypes
 from kronos_integration.predictor import KronosPredictor, prepare_series
 from kronos_integration.sampling import SamplingParams
@@ -52,18 +52,8 @@ def generated_tokens(
     sampling = case["sampling"]
     params = SamplingParams(sampling["T"], sampling["top_k"], sampling["top_p"])
     generator = torch.Generator(device=predictor.device).manual_seed(seed)
-    run = DecodeRun(
-        predictor.engines,
-        predictor.tokenizer,
-        [history],
-        case["pred_len"],
-        sampling["sample_count"],
-        params,
-        generator,
-        max_context=predictor.max_context,
-        deadline=None,
-        cuda_graphs=predictor.cuda_graphs,
-        stats=predictor.stats,
+    run = predictor.decode_run(
+        [history], case["pred_len"], sampling["sample_count"], params, generator
     )
     with torch.inference_mode():
         for bar in range(case["pred_len"]):

@@ -324,10 +324,26 @@ class KronosPredictor:
             raise ValueError(
                 f"pred_len ({pred_len}) must not exceed max_context ({self.max_context})"
             )
-        run = DecodeRun(
+        histories = [History(s.x, s.x_stamp, s.y_stamp) for s in series]
+        run = self.decode_run(histories, pred_len, sample_count, params, generator, deadline)
+        decoded = run.run(verbose)  # (R, pred_len, 6)
+        return [decoded[i * sample_count : (i + 1) * sample_count] for i in range(len(series))]
+
+    def decode_run(
+        self,
+        histories: Sequence[History],
+        pred_len: int,
+        sample_count: int,
+        params: SamplingParams,
+        generator: torch.Generator | None,
+        deadline: float | None = None,
+    ) -> DecodeRun:
+        """A generation of `sample_count` paths per history with this predictor's passes and
+        settings (for tools that want the tokens: `run.bar(i)` for each bar, then `run.s1`)."""
+        return DecodeRun(
             self.engines,
             self.tokenizer,
-            [History(s.x, s.x_stamp, s.y_stamp) for s in series],
+            histories,
             pred_len,
             sample_count,
             params,
@@ -337,5 +353,3 @@ class KronosPredictor:
             cuda_graphs=self.cuda_graphs,
             stats=self.stats,
         )
-        decoded = run.run(verbose)  # (R, pred_len, 6)
-        return [decoded[i * sample_count : (i + 1) * sample_count] for i in range(len(series))]
