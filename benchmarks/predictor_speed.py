@@ -13,7 +13,8 @@ machine on the CPU, whole-bar CUDA graphs on a GPU) in `--dtype`, and, in the `p
 in float32 with torch's default kernels and no graphs.
 
     python -m benchmarks.predictor_speed [--device cuda] [--model base] [--dtype bfloat16]
-        [--regimes fits long slides] [--samples 1 8] [--repeats 3] [--threads 1]
+        [--regimes fits long slides] [--samples 1 8] [--cases fits:1 slides:32]
+        [--repeats 3] [--threads 1]
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,8 +38,9 @@ from benchmarks.reference_decoding import reference_paths
 from kronos_integration.model import Kronos, KronosTokenizer
 from kronos_integration.predictor import KronosPredictor, prepare_series
 from kronos_integration.sampling import SamplingParams
+from tests.checkpoints import GOLDEN
 
-LAYOUTS = Path(__file__).resolve().parent.parent / "tests" / "golden" / "checkpoint_layouts.json"
+LAYOUTS = GOLDEN / "checkpoint_layouts.json"
 MODELS = {"small": "Kronos-small", "base": "Kronos-base"}
 REGIMES = {"fits": (400, 30), "long": (300, 60), "slides": (400, 120)}  # (lookback, bars)
 SAMPLING = SamplingParams(temperature=1.0, top_k=0, top_p=0.9)
@@ -122,6 +123,13 @@ def main() -> None:
     )
     parser.add_argument("--samples", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--regimes", nargs="+", default=list(REGIMES), choices=list(REGIMES))
+    parser.add_argument(
+        "--cases",
+        nargs="+",
+        default=[],
+        metavar="REGIME:SAMPLES",
+        help="explicit cases instead of every regime with every sample count, e.g. fits:1",
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: as set)")
     args = parser.parse_args()
 
@@ -155,9 +163,12 @@ def main() -> None:
             plain_model, plain_tokenizer, x, x_stamp, y_stamp, pred_len, 512, SAMPLING, samples
         )
 
-    cases = [(r, *REGIMES[r], s) for r in args.regimes for s in args.samples]
+    pairs = [(r, s) for r in args.regimes for s in args.samples]
+    if args.cases:
+        pairs = [(case.split(":")[0], int(case.split(":")[1])) for case in args.cases]
+    cases = [(r, *REGIMES[r], s) for r, s in pairs]
     for warm in (predictor, plain):  # first-call allocations, kernel selection, graph pools
-        cached_run(400, 4, max(args.samples), warm)()
+        cached_run(400, 4, max(c[3] for c in cases), warm)()
     cached = {c: median_seconds(cached_run(*c[1:]), args.repeats, device) for c in cases}
     cached_plain = {
         c: median_seconds(cached_run(*c[1:], plain), args.repeats, device) for c in cases

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -254,8 +255,29 @@ def test_nucleus_keeps_the_token_that_crosses_top_p() -> None:
     assert set(draws[:, 0].tolist()) == {0, 1}
 
 
-@pytest.mark.skipif(TEST_DEVICE != "cuda", reason="CUDA graphs need KRONOS_TEST_DEVICE=cuda")
-def test_cuda_graph_decoding_matches_eager_decoding() -> None:
+requires_cuda = pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA device (torch.cuda.is_available() is False)"
+)
+
+
+@requires_cuda
+def test_on_cuda_each_fitting_bar_after_the_capture_is_one_graph_replay() -> None:
+    model, tokenizer = make_tiny_pair(seed=4)
+    predictor = KronosPredictor(model, tokenizer, device="cuda", max_context=64)
+    assert predictor.engines.step.device.type == "cuda"
+    assert predictor.kernels.reason == "only choice"
+    df, pred_len = candles(30), 20  # 30 + 20 <= 64: every bar fits
+    predictor.forecast(df, STAMPS[:30], STAMPS[30:50], pred_len, sample_count=4, seed=1)
+    stats = predictor.stats
+    assert (stats.graph_captures, stats.graph_failures) == (1, 0)
+    # bar 0: the prefill; bar 1: decoded by the capture's warm-up; bars 2-19: replays
+    assert (stats.window_bars, stats.eager_bars, stats.graph_bars) == (1, 1, pred_len - 2)
+
+
+@requires_cuda
+def test_cuda_graph_decoding_matches_eager_decoding_and_reproduces_from_seeds() -> None:
+    """The graph samples inside the replay from the forecast's generator (graph-safe RNG): the
+    same seed gives the same paths as eager decoding, and again on a second call."""
     model, tokenizer = make_tiny_pair(seed=4)
     graphed = KronosPredictor(model, tokenizer, device="cuda", max_context=64)
     eager = KronosPredictor(model, tokenizer, device="cuda", max_context=64, cuda_graphs=False)
@@ -264,7 +286,65 @@ def test_cuda_graph_decoding_matches_eager_decoding() -> None:
     for top_k in (1, 0):
         a = graphed.forecast(df, x_ts, y_ts, pred_len, sample_count=4, top_k=top_k, seed=3)
         b = eager.forecast(df, x_ts, y_ts, pred_len, sample_count=4, top_k=top_k, seed=3)
+        again = graphed.forecast(df, x_ts, y_ts, pred_len, sample_count=4, top_k=top_k, seed=3)
         np.testing.assert_allclose(a.paths, b.paths, rtol=1e-4, atol=1e-5)
+        np.testing.assert_array_equal(again.paths, a.paths)
+    assert graphed.stats.graph_bars > 0 and eager.stats.graph_bars == 0
+    torch.manual_seed(5)  # predict draws from the global (default CUDA) generator
+    a_mean = graphed.predict(df, x_ts, y_ts, pred_len, sample_count=3)
+    torch.manual_seed(5)
+    b_mean = eager.predict(df, x_ts, y_ts, pred_len, sample_count=3)
+    np.testing.assert_allclose(a_mean.to_numpy(), b_mean.to_numpy(), rtol=1e-4, atol=1e-5)
+
+
+@requires_cuda
+def test_threads_capture_graphs_concurrently_and_get_the_single_threaded_results() -> None:
+    model, tokenizer = make_tiny_pair(seed=7)
+    predictor = KronosPredictor(model, tokenizer, device="cuda", max_context=64)
+    jobs = [(length, seed) for length in (20, 28, 36) for seed in (1, 2)]
+
+    def run(job: tuple[int, int]) -> np.ndarray:
+        length, seed = job
+        df, x_ts, y_ts = candles(length, seed=length), STAMPS[:length], STAMPS[length:][:16]
+        return predictor.forecast(df, x_ts, y_ts, 16, sample_count=3, seed=seed).paths
+
+    single = [run(job) for job in jobs]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        threaded = list(pool.map(run, jobs * 3))
+    for index, paths in enumerate(threaded):
+        np.testing.assert_array_equal(paths, single[index % len(jobs)])
+    assert predictor.stats.graph_failures == 0
+    assert predictor.stats.graph_captures == 4 * len(jobs)
+
+
+class _FailingCapture:
+    """Stands in for `torch.cuda.graph`: entering the capture fails as CUDA can fail."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    def __enter__(self) -> None:
+        raise RuntimeError("forced capture failure")
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+@requires_cuda
+def test_a_failed_capture_logs_a_warning_and_decodes_eagerly(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    model, tokenizer = make_tiny_pair(seed=4)
+    graphed = KronosPredictor(model, tokenizer, device="cuda", max_context=64)
+    eager = KronosPredictor(model, tokenizer, device="cuda", max_context=64, cuda_graphs=False)
+    df, x_ts, y_ts = candles(30), STAMPS[:30], STAMPS[30:50]
+    monkeypatch.setattr(torch.cuda, "graph", _FailingCapture)
+    with caplog.at_level(logging.WARNING, logger="kronos_integration.model.generation"):
+        a = graphed.forecast(df, x_ts, y_ts, 20, sample_count=4, seed=3)
+    assert "CUDA graph capture failed, decoding eagerly: forced capture failure" in caplog.text
+    assert (graphed.stats.graph_failures, graphed.stats.graph_bars) == (1, 0)
+    b = eager.forecast(df, x_ts, y_ts, 20, sample_count=4, seed=3)
+    np.testing.assert_allclose(a.paths, b.paths, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.skipif(not onednn_available(), reason="this torch build has no oneDNN kernels")
