@@ -14,6 +14,7 @@ import torch
 
 from benchmarks.reference_decoding import reference_predict
 from kronos_integration.model import generation
+from kronos_integration.model.kernels import dtype_supported
 from kronos_integration.model.module import onednn_available
 from kronos_integration.predictor import KronosPredictor, prepare_series
 from kronos_integration.sampling import SamplingParams, sample_tokens
@@ -232,6 +233,33 @@ def test_the_deadline_is_checked_inside_every_sliding_window_pass(
     assert all("forecast passed its deadline after" in stop for stop in stops)
 
 
+def test_a_dtype_the_device_cannot_run_is_refused_naming_what_it_can() -> None:
+    model, tokenizer = make_tiny_pair()
+    with pytest.raises(ValueError, match=r"dtype float16 cannot run on cpu; this device supports"):
+        KronosPredictor(model, tokenizer, dtype=torch.float16)
+    with pytest.raises(
+        ValueError, match=r"dtype must be one of \['float32', 'bfloat16', 'float16'\]"
+    ):
+        KronosPredictor(model, tokenizer, dtype="float64")
+    assert dtype_supported("cpu", "float32") and not dtype_supported("cpu", torch.float16)
+
+
+@pytest.mark.skipif(
+    not dtype_supported("cpu", "bfloat16"), reason="this CPU has no native bfloat16 arithmetic"
+)
+def test_bfloat16_decodes_in_bfloat16_leaves_the_model_alone_and_reproduces() -> None:
+    model, tokenizer = make_tiny_pair(seed=2)
+    predictor = KronosPredictor(model, tokenizer, max_context=64, dtype="bfloat16")
+    assert predictor.dtype == torch.bfloat16
+    assert predictor.engines.step.dtype == predictor.engines.window.dtype == torch.bfloat16
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    df, x_ts, y_ts = candles(50), STAMPS[:50], STAMPS[50:70]  # fits, then slides
+    a = predictor.forecast(df, x_ts, y_ts, 20, sample_count=3, seed=1)
+    b = predictor.forecast(df, x_ts, y_ts, 20, sample_count=3, seed=1)
+    np.testing.assert_array_equal(a.paths, b.paths)
+    assert np.isfinite(a.paths).all()
+
+
 def test_pred_len_beyond_the_window_is_refused(predictor: KronosPredictor) -> None:
     with pytest.raises(ValueError, match="max_context"):
         predictor.predict(candles(20), STAMPS[:20], STAMPS[20:85], 65)
@@ -315,6 +343,21 @@ def test_threads_capture_graphs_concurrently_and_get_the_single_threaded_results
         np.testing.assert_array_equal(paths, single[index % len(jobs)])
     assert predictor.stats.graph_failures == 0
     assert predictor.stats.graph_captures == 4 * len(jobs)
+
+
+@requires_cuda
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_reduced_precision_on_cuda_decodes_with_graphs_and_reproduces(dtype: str) -> None:
+    if not dtype_supported("cuda", dtype):
+        pytest.skip(f"this GPU does not run {dtype}")
+    model, tokenizer = make_tiny_pair(seed=2)
+    predictor = KronosPredictor(model, tokenizer, device="cuda", max_context=64, dtype=dtype)
+    assert predictor.engines.step.dtype == getattr(torch, dtype)
+    df, x_ts, y_ts = candles(30), STAMPS[:30], STAMPS[30:50]
+    a = predictor.forecast(df, x_ts, y_ts, 20, sample_count=4, seed=1)
+    b = predictor.forecast(df, x_ts, y_ts, 20, sample_count=4, seed=1)
+    np.testing.assert_array_equal(a.paths, b.paths)
+    assert np.isfinite(a.paths).all() and predictor.stats.graph_bars > 0
 
 
 class _FailingCapture:
