@@ -38,7 +38,7 @@ from kronos_integration.model.module import (
 @dataclass
 class DecoderCache:
     """Per-call keys and values: self-attention (B, H, C, D) per layer, and the dependency
-    layer's projections of the hidden states (B, Hd, C, Dd)."""
+    layer's projections of the hidden states (B, Hd, C, Dd), in `FusedKronos.cache_dtype`."""
 
     keys: list[torch.Tensor]
     values: list[torch.Tensor]
@@ -92,6 +92,10 @@ class FusedKronos:
         param = model.embedding.fusion_proj.weight
         self.dtype = dtype = dtype or param.dtype
         self.device = param.device
+        # The CPU multiplies bfloat16/float16 matrices by converting them to float32 first:
+        # for the cache that would mean every key and value at every step, so the CPU caches
+        # (and attends) in float32 whatever the dtype.
+        self.cache_dtype = torch.float32 if self.device.type == "cpu" else dtype
         self.kernel = kernel
         self.d_model = model.d_model
         self.n_heads = model.n_heads
@@ -144,7 +148,7 @@ class FusedKronos:
         def zeros(heads: int, head_dim: int) -> torch.Tensor:
             # Zeros, not empty: a masked-out slot must hold a finite value (0 * NaN is NaN).
             shape = (batch, heads, capacity, head_dim)
-            return torch.zeros(shape, device=self.device, dtype=self.dtype)
+            return torch.zeros(shape, device=self.device, dtype=self.cache_dtype)
 
         return DecoderCache(
             [zeros(self.n_heads, self.head_dim) for _ in self.layers],
@@ -248,12 +252,12 @@ class FusedKronos:
             _write(cache.keys[index], at, rows, qk[:, 1])
             _write(cache.values[index], at, rows, qkv[:, 2])
             attended = _attend_one(
-                qk[:, 0].unsqueeze(2),
+                qk[:, 0].unsqueeze(2).to(self.cache_dtype),
                 cache.keys[index][:, :, :key_len],
                 cache.values[index][:, :, :key_len],
                 key_mask,
             )  # (B, H, 1, D)
-            x = x + layer.out(attended.view(batch, self.d_model))
+            x = x + layer.out(attended.view(batch, self.d_model).to(self.dtype))
             x = self._ffn(layer, x)
         hidden = self._rms(x, self.norm)
         kv = self.dep_kv(hidden).view(batch, 2, self.dep_heads, self.dep_head_dim)
@@ -263,9 +267,11 @@ class FusedKronos:
 
     # ------------------------------------------------------------------ heads
     def dep_memory(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The dependency layer's keys and values of hidden (B, T, d): each (B, Hd, T, Dd)."""
+        """The dependency layer's keys and values of hidden (B, T, d): each (B, Hd, T, Dd),
+        in `cache_dtype`."""
         batch, length, _ = hidden.shape
-        kv = self.dep_kv(hidden).view(batch, length, 2, self.dep_heads, self.dep_head_dim)
+        kv = self.dep_kv(hidden).to(self.cache_dtype)
+        kv = kv.view(batch, length, 2, self.dep_heads, self.dep_head_dim)
         return kv[:, :, 0].transpose(1, 2), kv[:, :, 1].transpose(1, 2)
 
     def s1_logits(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -285,8 +291,8 @@ class FusedKronos:
         batch = hidden.shape[0]
         query = self.dep_q(F.embedding(s1_ids, self.emb_s1))
         query = query.view(batch, self.dep_heads, 1, self.dep_head_dim)
-        attended = _attend_one(query, keys, values, key_mask)
-        attended = self.dep_out(attended.view(batch, self.d_model))
+        attended = _attend_one(query.to(keys.dtype), keys, values, key_mask)
+        attended = self.dep_out(attended.view(batch, self.d_model).to(self.dtype))
         return self.head_s2(self._rms(hidden + attended, self.dep_norm)).float()
 
 
@@ -294,6 +300,7 @@ def _write(
     cache: torch.Tensor, at: torch.Tensor, rows: torch.Tensor | None, value: torch.Tensor
 ) -> None:
     """cache (B, H, C, D) gains value (B, H, D) at position `at` (1,) or per row `at` (B,)."""
+    value = value.to(cache.dtype)
     if rows is None:
         cache.index_copy_(2, at, value.unsqueeze(2))
     else:
