@@ -111,9 +111,10 @@ class KronosPredictor:
     quantiles and takes a seed. Holds no per-call state: one instance serves many threads.
 
     The model runs through `FusedKronos` (fused projections, a second copy of its weights in
-    `dtype`; the model itself is left as given). On the CPU, each pass uses the faster of
-    torch's default kernels and oneDNN's, measured here at construction (`onednn=None`; True or
-    False forces one); the choice is `self.kernels` and logged. On CUDA, each bar of a forecast
+    `dtype`, read once here: build a new predictor after changing the weights; the model
+    itself is left as given). On the CPU, each pass uses the faster of torch's default kernels
+    and oneDNN's, measured here at construction (`onednn=None`; True or False forces one); the
+    choice is `self.kernels` and logged. On CUDA, each bar of a forecast
     whose series share one history length is one CUDA graph replay (`cuda_graphs=False` turns
     it off; a failed capture logs a warning and decodes eagerly). `dtype` float32 (default)
     reproduces the reference to float rounding; bfloat16 (CPUs with native bf16, CUDA) and
