@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One check of the Kronos core on a CUDA machine (issue 13), in about 2-6 minutes:
+# One check of the Kronos core on a CUDA machine (issue 13), in at most 6 minutes:
 #   1. the core tests on CUDA: golden vectors, whole-bar graphs vs eager, concurrent captures,
 #      the capture-failure fallback (KRONOS_TEST_DEVICE=cuda pytest tests/test_model.py
 #      tests/test_predictor.py);
@@ -51,12 +51,12 @@ step() {
     echo "$name: exit $code after $((SECONDS - start)) s" | tee -a "$OUT/summary.txt"
 }
 
-step tests 120 env KRONOS_TEST_DEVICE=cuda "$PY" -m pytest "${PYTEST_ARGS[@]}" \
+step tests 110 env KRONOS_TEST_DEVICE=cuda "$PY" -m pytest "${PYTEST_ARGS[@]}" \
     tests/test_model.py tests/test_predictor.py
-step speed-small 100 "$PY" -m benchmarks.predictor_speed --device cuda --model small \
+step speed-small 80 "$PY" -m benchmarks.predictor_speed --device cuda --model small \
     --cases fits:1 slides:32 --repeats 5 --baseline-repeats 3 --baseline-budget-s 15
-step speed-base 100 "$PY" -m benchmarks.predictor_speed --device cuda --model base \
+step speed-base 80 "$PY" -m benchmarks.predictor_speed --device cuda --model base \
     --cases slides:32 --repeats 5 --baseline-repeats 2 --baseline-budget-s 20
-step dtypes 100 "$PY" -m benchmarks.dtype_compare --device cuda --repeats 3
+step dtypes 80 "$PY" -m benchmarks.dtype_compare --device cuda --repeats 3
 echo "== results in $OUT"
 cat "$OUT/summary.txt"
