@@ -1,15 +1,20 @@
-"""Speed of the cached `KronosPredictor` against the reference's full-recompute decoding loop.
+"""Speed of `KronosPredictor` against the reference's full-recompute decoding loop.
 
-Kronos-small-sized random weights (d_model 512, 8 layers, ff 1024, 8 heads) with a
-Kronos-Tokenizer-base-sized tokenizer, float32, in one process. Two regimes: `fits`
-(lookback 400, 30 bars: the window never slides) and `slides` (lookback 400, 120 bars,
-max_context 512: the last bars recompute a sliding window), each with 1 and 8 sample paths.
-Prints a table and one JSON line with medians, ratios and peak memory. The reference runs on
-its own copy of the weights with torch's default kernels, as the reference code does; the cached
-predictor is timed with its defaults (oneDNN-packed linear layers on the CPU, CUDA graphs on a
-GPU) and, in the `plain` column, without them.
+Random weights shaped like a published model (`--model small`: Kronos-small, d_model 512,
+8 layers; `base`: Kronos-base, d_model 832, 12 layers) with a Kronos-Tokenizer-base-sized
+tokenizer, in one process. Regimes (lookback, bars): `fits` 400/30 (the window never slides),
+`long` 300/60, `slides` 400/120 with max_context 512 (the last bars recompute a sliding
+window); each with the sample counts of `--samples`. Prints a table and one JSON line with
+medians, ratios, the predictor's kernel choice and peak memory.
 
-    python -m benchmarks.predictor_speed [--device cuda] [--repeats 3] [--baseline-repeats 3]
+The reference runs in float32 on its own copy of the weights with torch's default kernels, as
+the reference code does. The predictor is timed with its defaults (kernels measured on this
+machine on the CPU, whole-bar CUDA graphs on a GPU) in `--dtype`, and, in the `plain` column,
+in float32 with torch's default kernels and no graphs.
+
+    python -m benchmarks.predictor_speed [--device cuda] [--model base] [--dtype bfloat16]
+        [--regimes fits long slides] [--samples 1 8] [--cases fits:1 slides:32]
+        [--repeats 3] [--threads 1]
 """
 
 from __future__ import annotations
@@ -33,23 +38,19 @@ from benchmarks.reference_decoding import reference_paths
 from kronos_integration.model import Kronos, KronosTokenizer
 from kronos_integration.predictor import KronosPredictor, prepare_series
 from kronos_integration.sampling import SamplingParams
+from tests.checkpoints import GOLDEN
 
-SMALL: dict[str, Any] = dict(
-    s1_bits=10, s2_bits=10, n_layers=8, d_model=512, n_heads=8, ff_dim=1024, ffn_dropout_p=0.25,
-    attn_dropout_p=0.1, resid_dropout_p=0.25, token_dropout_p=0.1, learn_te=True,
-)  # fmt: skip
-TOKENIZER_BASE: dict[str, Any] = dict(
-    d_in=6, d_model=256, n_heads=4, ff_dim=512, n_enc_layers=4, n_dec_layers=4, ffn_dropout_p=0.0,
-    attn_dropout_p=0.0, resid_dropout_p=0.0, s1_bits=10, s2_bits=10, beta=0.05, gamma0=1.0,
-    gamma=1.1, zeta=0.05, group_size=4,
-)  # fmt: skip
-REGIMES = {"fits": (400, 30), "slides": (400, 120)}  # name: (lookback, pred_len)
+LAYOUTS = GOLDEN / "checkpoint_layouts.json"
+MODELS = {"small": "Kronos-small", "base": "Kronos-base"}
+REGIMES = {"fits": (400, 30), "long": (300, 60), "slides": (400, 120)}  # (lookback, bars)
 SAMPLING = SamplingParams(temperature=1.0, top_k=0, top_p=0.9)
 
 
 @dataclass
 class Row:
     regime: str
+    lookback: int
+    bars: int
     sample_count: int
     cached_s: float
     cached_plain_s: float
@@ -58,6 +59,19 @@ class Row:
     speedup_plain: float
     cached_runs: int
     reference_runs: int
+
+
+def published_config(name: str) -> dict[str, Any]:
+    """The constructor arguments of a published checkpoint (from the golden layouts)."""
+    return dict(json.loads(LAYOUTS.read_text())[name]["config"])
+
+
+def random_pair(model: str, device: torch.device, seed: int = 0) -> tuple[Kronos, KronosTokenizer]:
+    """A random model shaped like `MODELS[model]` and a Kronos-Tokenizer-base-shaped tokenizer."""
+    torch.manual_seed(seed)
+    kronos = Kronos(**published_config(MODELS[model])).to(device).eval()
+    tokenizer = KronosTokenizer(**published_config("Kronos-Tokenizer-base")).to(device).eval()
+    return kronos, tokenizer
 
 
 def synthetic_candles(length: int) -> pd.DataFrame:
@@ -97,7 +111,9 @@ def peak_memory_mib(device: torch.device) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--repeats", type=int, default=3, help="runs of the cached predictor")
+    parser.add_argument("--model", default="small", choices=list(MODELS))
+    parser.add_argument("--dtype", default="float32", help="the predictor's dtype")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of the predictor")
     parser.add_argument("--baseline-repeats", type=int, default=3, help="runs of the reference")
     parser.add_argument(
         "--baseline-budget-s",
@@ -107,21 +123,26 @@ def main() -> None:
     )
     parser.add_argument("--samples", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--regimes", nargs="+", default=list(REGIMES), choices=list(REGIMES))
+    parser.add_argument(
+        "--cases",
+        nargs="+",
+        default=[],
+        metavar="REGIME:SAMPLES",
+        help="explicit cases instead of every regime with every sample count, e.g. fits:1",
+    )
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: as set)")
     args = parser.parse_args()
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    torch.manual_seed(0)
-    model = Kronos(**SMALL).to(device).eval()
-    tokenizer = KronosTokenizer(**TOKENIZER_BASE).to(device).eval()
+    model, tokenizer = random_pair(args.model, device)
     plain_model, plain_tokenizer = copy.deepcopy(model), copy.deepcopy(tokenizer)
-    predictor = KronosPredictor(model, tokenizer, device=device, max_context=512)
+    start = time.perf_counter()
+    predictor = KronosPredictor(model, tokenizer, device=device, dtype=args.dtype)
+    construct_s = time.perf_counter() - start
     plain = KronosPredictor(
-        plain_model,
-        plain_tokenizer,
-        device=device,
-        max_context=512,
-        cuda_graphs=False,
-        onednn=False,
+        plain_model, plain_tokenizer, device=device, cuda_graphs=False, onednn=False
     )
     stamps = pd.date_range("2024-01-02 09:30", periods=600, freq="5min")
 
@@ -142,9 +163,12 @@ def main() -> None:
             plain_model, plain_tokenizer, x, x_stamp, y_stamp, pred_len, 512, SAMPLING, samples
         )
 
-    cases = [(r, *REGIMES[r], s) for r in args.regimes for s in args.samples]
-    cached_run(400, 2, 1)()  # warm-up: first-call allocations and kernel selection
-    cached_run(400, 2, 1, plain)()
+    pairs = [(r, s) for r in args.regimes for s in args.samples]
+    if args.cases:
+        pairs = [(case.split(":")[0], int(case.split(":")[1])) for case in args.cases]
+    cases = [(r, *REGIMES[r], s) for r, s in pairs]
+    for warm in (predictor, plain):  # first-call allocations, kernel selection, graph pools
+        cached_run(400, 4, max(c[3] for c in cases), warm)()
     cached = {c: median_seconds(cached_run(*c[1:]), args.repeats, device) for c in cases}
     cached_plain = {
         c: median_seconds(cached_run(*c[1:], plain), args.repeats, device) for c in cases
@@ -159,27 +183,29 @@ def main() -> None:
     reference_peak = peak_memory_mib(device)
 
     rows = [
-        Row(c[0], c[3], cached[c][0], cached_plain[c][0], reference[c][0],
+        Row(c[0], c[1], c[2], c[3], cached[c][0], cached_plain[c][0], reference[c][0],
             reference[c][0] / cached[c][0], reference[c][0] / cached_plain[c][0],
             cached[c][1], reference[c][1])
         for c in cases
     ]  # fmt: skip
-    print(f"device {device} | torch {torch.__version__} threads {torch.get_num_threads()}")
-    header = (
-        "regime",
-        "samples",
-        "cached s",
-        "plain s",
-        "reference s",
-        "speed-up",
-        "plain",
-        "runs",
+    name = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else str(torch.cpu.get_capabilities().get("cpu_name", platform.processor()))
     )
-    print("{:8} {:>7} {:>9} {:>8} {:>12} {:>9} {:>6} {:>6}".format(*header))
+    print(
+        f"device {device} ({name}) | torch {torch.__version__} threads {torch.get_num_threads()}"
+        f" | {MODELS[args.model]} shape, predictor {args.dtype}"
+    )
+    print(f"kernels: {predictor.kernels.describe()} (construction {construct_s:.2f} s)")
+    print(f"decoding: {predictor.stats}")
+    header = ("regime", "bars", "samples", "cached s", "plain s", "reference s", "speed-up")
+    print("{:7} {:>8} {:>7} {:>9} {:>8} {:>12} {:>9} {:>6} {:>6}".format(*header, "plain", "runs"))
     for row in rows:
         print(
-            f"{row.regime:8} {row.sample_count:>7} {row.cached_s:>9.3f} {row.cached_plain_s:>8.3f} "
-            f"{row.reference_s:>12.3f} {row.speedup:>8.1f}x {row.speedup_plain:>5.1f}x "
+            f"{row.regime:7} {row.lookback:>4}/{row.bars:<3} {row.sample_count:>7} "
+            f"{row.cached_s:>9.3f} {row.cached_plain_s:>8.3f} {row.reference_s:>12.3f} "
+            f"{row.speedup:>8.1f}x {row.speedup_plain:>5.1f}x "
             f"{row.cached_runs:>3}/{row.reference_runs}"
         )
     print(
@@ -190,9 +216,14 @@ def main() -> None:
             {
                 "benchmark": "predictor_speed",
                 "device": str(device),
+                "device_name": name,
+                "model": MODELS[args.model],
+                "dtype": args.dtype,
                 "machine": platform.machine(),
                 "torch": torch.__version__,
                 "threads": torch.get_num_threads(),
+                "kernels": asdict(predictor.kernels),
+                "construction_s": round(construct_s, 3),
                 "rows": [asdict(r) for r in rows],
                 "peak_mib_cached": round(cached_peak, 1),
                 "peak_mib_all": round(reference_peak, 1),

@@ -40,21 +40,28 @@ def _keep_nucleus(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     """Keep the most likely tokens up to and including the first whose cumulative mass > top_p."""
     sorted_logits, sorted_indices = torch.sort(logits, descending=True)
     cumulative = torch.cumsum(F.softmax(sorted_logits, dim=-1), dim=-1)
-    remove_sorted = cumulative > top_p
-    remove_sorted[..., 1:] = remove_sorted[..., :-1].clone()
-    remove_sorted[..., 0] = False
-    remove = remove_sorted.scatter(1, sorted_indices, remove_sorted)
+    # A token goes when the mass before it already exceeds top_p; the most likely one stays.
+    remove_sorted = torch.zeros_like(cumulative, dtype=torch.bool)
+    torch.gt(cumulative[..., :-1], top_p, out=remove_sorted[..., 1:])
+    remove = remove_sorted.scatter(-1, sorted_indices, remove_sorted)
     return logits.masked_fill(remove, float("-inf"))
 
 
 def sample_tokens(
     logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """Draw one token per row of `logits` (N, V): int64 (N, 1) on the logits' device."""
-    logits = logits / params.temperature
+    """Draw one token per row of `logits` (N, V): int64 (N, 1) on the logits' device.
+
+    The draw is `torch.multinomial(probs, 1)`'s own algorithm (`argmax(probs / q)`, q ~ Exp(1)
+    from `generator`), so it consumes the generator and picks tokens exactly as torch does,
+    but without multinomial's host-side checks: it can run inside a CUDA graph.
+    """
+    if params.temperature != 1.0:  # x / 1.0 == x exactly: skip the op
+        logits = logits / params.temperature
     if params.top_k > 0:
         logits = _keep_top_k(logits, params.top_k)
     if params.top_p < 1.0 and not (params.top_k > 0 and params.reference_top_k):
         logits = _keep_nucleus(logits, params.top_p)
     probs = F.softmax(logits, dim=-1)
-    return torch.multinomial(probs, num_samples=1, generator=generator)
+    noise = torch.empty_like(probs).exponential_(1, generator=generator)
+    return torch.argmax(probs / noise, dim=-1, keepdim=True)

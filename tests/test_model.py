@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from kronos_integration.model import Kronos, KronosTokenizer
+from kronos_integration.model.decoder import FusedKronos
 from kronos_integration.model.module import Linear, onednn_available
 from kronos_integration.predictor import KronosPredictor, prepare_series, time_features
 from tests.checkpoints import GOLDEN, TEST_DEVICE, make_tiny_pair
@@ -86,28 +87,32 @@ def test_model_logits_match_reference(
     )
 
 
-def golden_cases() -> list[Any]:
-    cases = json.loads((GOLDEN / "expected.json").read_text())["greedy_predictions"]
-    return [pytest.param(c, id=f"{c['name']}-{c['weights']}") for c in cases]
+def golden_cases(key: str = "greedy_predictions") -> list[Any]:
+    cases = json.loads((GOLDEN / "expected.json").read_text())[key]
+    return [
+        pytest.param(c, id=f"{c['name']}-{c['weights']}-seed{c['sampling'].get('seed', '')}")
+        for c in cases
+    ]
 
 
-@pytest.mark.parametrize("case", golden_cases())
-def test_greedy_predictions_match_reference_in_every_window_regime(
+def golden_prediction(
     case: dict[str, Any],
-    golden_tokenizer: KronosTokenizer,
+    tokenizer: KronosTokenizer,
     candles: pd.DataFrame,
     future: pd.Series,
-) -> None:
+) -> pd.DataFrame:
+    """The predictor's `predict` on a golden case, after seeding torch's global generator."""
     model = Kronos.from_pretrained(str(GOLDEN / WEIGHTS[case["weights"]]))
     predictor = KronosPredictor(
         model,
-        golden_tokenizer,
+        tokenizer,
         device=TEST_DEVICE,
         max_context=case["max_context"],
         clip=case["clip"],
     )
     history = candles.iloc[-case["lookback"] :]
     sampling = case["sampling"]
+    torch.manual_seed(sampling.get("seed", 0))
     result = predictor.predict(
         history.drop(columns="timestamps"),
         history["timestamps"],
@@ -119,7 +124,69 @@ def test_greedy_predictions_match_reference_in_every_window_regime(
         sample_count=sampling["sample_count"],
     )
     assert list(result.index) == list(future[: case["pred_len"]])
+    return result
+
+
+@pytest.mark.parametrize("case", golden_cases())
+def test_greedy_predictions_match_reference_in_every_window_regime(
+    case: dict[str, Any],
+    golden_tokenizer: KronosTokenizer,
+    candles: pd.DataFrame,
+    future: pd.Series,
+) -> None:
+    result = golden_prediction(case, golden_tokenizer, candles, future)
     np.testing.assert_allclose(result.to_numpy(), case["prediction"], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.skipif(TEST_DEVICE != "cpu", reason="torch's CPU generator produced these draws")
+@pytest.mark.parametrize("case", golden_cases("sampled_predictions"))
+def test_sampled_predictions_match_reference_under_the_same_global_seed(
+    case: dict[str, Any],
+    golden_tokenizer: KronosTokenizer,
+    candles: pd.DataFrame,
+    future: pd.Series,
+) -> None:
+    """The reference drew these with `torch.multinomial` from the global generator: the same
+    draws mean the same tokens, so the means agree to float rounding, not just statistically."""
+    result = golden_prediction(case, golden_tokenizer, candles, future)
+    np.testing.assert_allclose(result.to_numpy(), case["prediction"], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kernel", ["default", "onednn"])
+def test_fused_passes_compute_the_modules_functions(kernel: str) -> None:
+    """A window pass equals `Kronos.hidden_states`; one-token steps over its cache equal the
+    window's later positions; the s1/s2 heads equal `decode_s1`/`decode_s2` (float rounding)."""
+    if kernel == "onednn" and (TEST_DEVICE != "cpu" or not onednn_available()):
+        pytest.skip("oneDNN kernels are CPU-only and need a torch built with them")
+    model, _ = make_tiny_pair(seed=8)
+    model = model.to(TEST_DEVICE)
+    engine = FusedKronos(model, kernel)
+    generator = torch.Generator().manual_seed(0)
+    s1 = torch.randint(0, 64, (2, 12), generator=generator).to(TEST_DEVICE)
+    s2 = torch.randint(0, 64, (2, 12), generator=generator).to(TEST_DEVICE)
+    stamps = torch.from_numpy(time_features(pd.date_range("2024-01-02", periods=12, freq="h")))
+    stamps = stamps[None].expand(2, -1, -1).to(TEST_DEVICE)
+    close = {"rtol": 1e-4, "atol": 1e-5}
+    with torch.inference_mode():
+        expected = model.hidden_states(s1, s2, stamps)
+        x = engine.embed(s1, s2, engine.time_embedding(stamps))
+        cache = engine.new_cache(2, 12)
+        torch.testing.assert_close(engine.window(x[:, :8], cache), expected[:, :8], **close)
+        tables = engine.rotary_tables(12)
+        for position in range(8, 12):
+            at = torch.tensor([position], device=TEST_DEVICE)
+            rotary = [(cos[at], sin[at]) for cos, sin in tables]
+            hidden = engine.step(x[:, position], cache, at, position + 1, None, rotary)
+            torch.testing.assert_close(hidden, expected[:, position], **close)
+        logits, hidden = model.decode_s1(s1, s2, stamps)
+        torch.testing.assert_close(engine.s1_logits(hidden[:, -1]), logits[:, -1], **close)
+        nxt = torch.tensor([[3], [5]], device=TEST_DEVICE)
+        keys, values = engine.dep_memory(hidden)
+        torch.testing.assert_close(
+            engine.s2_logits(hidden[:, -1], nxt[:, 0], keys, values),
+            model.decode_s2(hidden, nxt)[:, -1],
+            **close,
+        )
 
 
 @pytest.mark.parametrize(

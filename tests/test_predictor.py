@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -11,6 +13,9 @@ import pytest
 import torch
 
 from benchmarks.reference_decoding import reference_predict
+from kronos_integration.model import generation
+from kronos_integration.model.kernels import dtype_supported
+from kronos_integration.model.module import onednn_available
 from kronos_integration.predictor import KronosPredictor, prepare_series
 from kronos_integration.sampling import SamplingParams, sample_tokens
 from tests.checkpoints import TEST_DEVICE, make_tiny_pair
@@ -184,6 +189,77 @@ def test_a_passed_deadline_stops_decoding(predictor: KronosPredictor) -> None:
     assert on_time.paths.shape == (1, 4, 6)
 
 
+class _Clock:
+    """A stand-in for `time.monotonic` in the decoding loop: counts reads, and advances one
+    second per read when ticking."""
+
+    def __init__(self, ticking: bool) -> None:
+        self.reads = 0
+        self.ticking = ticking
+
+    def __call__(self) -> float:
+        self.reads += 1
+        return float(self.reads) if self.ticking else 0.0
+
+
+def test_the_deadline_is_checked_inside_every_sliding_window_pass(
+    predictor: KronosPredictor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 5,000-bar lookback slides at every bar: each bar recomputes the window of each of
+    40 sample rows, in passes of at most WINDOW_TOKENS tokens (two here), and the deadline is
+    read after every layer of every pass, so a forecast stops inside a long bar, not after it."""
+    lookback, pred_len, samples = 5000, 4, 40
+    stamps = pd.date_range("2024-01-02 09:30", periods=lookback + pred_len, freq="5min")
+    df, x_ts, y_ts = candles(lookback, seed=3), stamps[:lookback], stamps[lookback:]
+    layers = len(predictor.model.transformer)
+    passes = -(-samples * predictor.max_context // generation.WINDOW_TOKENS)
+    assert passes == 2
+
+    counting = _Clock(ticking=False)
+    monkeypatch.setattr(generation, "monotonic", counting)
+    predictor.forecast(df, x_ts, y_ts, pred_len, sample_count=samples, seed=1, deadline=1e9)
+    assert counting.reads >= (pred_len - 1) * passes * layers + pred_len
+
+    stops = []
+    for deadline in range(counting.reads):
+        monkeypatch.setattr(generation, "monotonic", _Clock(ticking=True))
+        with pytest.raises(TimeoutError) as raised:
+            predictor.forecast(
+                df, x_ts, y_ts, pred_len, sample_count=samples, seed=1, deadline=deadline + 0.5
+            )
+        stops.append(str(raised.value))
+    inside = [stop for stop in stops if f"window layer 1 of {layers}" in stop]
+    assert len(inside) >= (pred_len - 1) * passes, stops
+    assert all("forecast passed its deadline after" in stop for stop in stops)
+
+
+def test_a_dtype_the_device_cannot_run_is_refused_naming_what_it_can() -> None:
+    model, tokenizer = make_tiny_pair()
+    with pytest.raises(ValueError, match=r"dtype float16 cannot run on cpu; this device supports"):
+        KronosPredictor(model, tokenizer, dtype=torch.float16)
+    with pytest.raises(
+        ValueError, match=r"dtype must be one of \['float32', 'bfloat16', 'float16'\]"
+    ):
+        KronosPredictor(model, tokenizer, dtype="float64")
+    assert dtype_supported("cpu", "float32") and not dtype_supported("cpu", torch.float16)
+
+
+@pytest.mark.skipif(
+    not dtype_supported("cpu", "bfloat16"), reason="this CPU has no native bfloat16 arithmetic"
+)
+def test_bfloat16_decodes_in_bfloat16_leaves_the_model_alone_and_reproduces() -> None:
+    model, tokenizer = make_tiny_pair(seed=2)
+    predictor = KronosPredictor(model, tokenizer, max_context=64, dtype="bfloat16")
+    assert predictor.dtype == torch.bfloat16
+    assert predictor.engines.step.dtype == predictor.engines.window.dtype == torch.bfloat16
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    df, x_ts, y_ts = candles(50), STAMPS[:50], STAMPS[50:70]  # fits, then slides
+    a = predictor.forecast(df, x_ts, y_ts, 20, sample_count=3, seed=1)
+    b = predictor.forecast(df, x_ts, y_ts, 20, sample_count=3, seed=1)
+    np.testing.assert_array_equal(a.paths, b.paths)
+    assert np.isfinite(a.paths).all()
+
+
 def test_pred_len_beyond_the_window_is_refused(predictor: KronosPredictor) -> None:
     with pytest.raises(ValueError, match="max_context"):
         predictor.predict(candles(20), STAMPS[:20], STAMPS[20:85], 65)
@@ -207,8 +283,29 @@ def test_nucleus_keeps_the_token_that_crosses_top_p() -> None:
     assert set(draws[:, 0].tolist()) == {0, 1}
 
 
-@pytest.mark.skipif(TEST_DEVICE != "cuda", reason="CUDA graphs need KRONOS_TEST_DEVICE=cuda")
-def test_cuda_graph_decoding_matches_eager_decoding() -> None:
+requires_cuda = pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA device (torch.cuda.is_available() is False)"
+)
+
+
+@requires_cuda
+def test_on_cuda_each_fitting_bar_after_the_capture_is_one_graph_replay() -> None:
+    model, tokenizer = make_tiny_pair(seed=4)
+    predictor = KronosPredictor(model, tokenizer, device="cuda", max_context=64)
+    assert predictor.engines.step.device.type == "cuda"
+    assert predictor.kernels.reason == "only choice"
+    df, pred_len = candles(30), 20  # 30 + 20 <= 64: every bar fits
+    predictor.forecast(df, STAMPS[:30], STAMPS[30:50], pred_len, sample_count=4, seed=1)
+    stats = predictor.stats
+    assert (stats.graph_captures, stats.graph_failures) == (1, 0)
+    # bar 0: the prefill; bar 1: decoded by the capture's warm-up; bars 2-19: replays
+    assert (stats.window_bars, stats.eager_bars, stats.graph_bars) == (1, 1, pred_len - 2)
+
+
+@requires_cuda
+def test_cuda_graph_decoding_matches_eager_decoding_and_reproduces_from_seeds() -> None:
+    """The graph samples inside the replay from the forecast's generator (graph-safe RNG): the
+    same seed gives the same paths as eager decoding, and again on a second call."""
     model, tokenizer = make_tiny_pair(seed=4)
     graphed = KronosPredictor(model, tokenizer, device="cuda", max_context=64)
     eager = KronosPredictor(model, tokenizer, device="cuda", max_context=64, cuda_graphs=False)
@@ -217,16 +314,108 @@ def test_cuda_graph_decoding_matches_eager_decoding() -> None:
     for top_k in (1, 0):
         a = graphed.forecast(df, x_ts, y_ts, pred_len, sample_count=4, top_k=top_k, seed=3)
         b = eager.forecast(df, x_ts, y_ts, pred_len, sample_count=4, top_k=top_k, seed=3)
+        again = graphed.forecast(df, x_ts, y_ts, pred_len, sample_count=4, top_k=top_k, seed=3)
         np.testing.assert_allclose(a.paths, b.paths, rtol=1e-4, atol=1e-5)
+        np.testing.assert_array_equal(again.paths, a.paths)
+    assert graphed.stats.graph_bars > 0 and eager.stats.graph_bars == 0
+    torch.manual_seed(5)  # predict draws from the global (default CUDA) generator
+    a_mean = graphed.predict(df, x_ts, y_ts, pred_len, sample_count=3)
+    torch.manual_seed(5)
+    b_mean = eager.predict(df, x_ts, y_ts, pred_len, sample_count=3)
+    np.testing.assert_allclose(a_mean.to_numpy(), b_mean.to_numpy(), rtol=1e-4, atol=1e-5)
 
 
-def test_onednn_packed_layers_give_the_default_kernels_results() -> None:
+@requires_cuda
+def test_threads_capture_graphs_concurrently_and_get_the_single_threaded_results() -> None:
+    model, tokenizer = make_tiny_pair(seed=7)
+    predictor = KronosPredictor(model, tokenizer, device="cuda", max_context=64)
+    jobs = [(length, seed) for length in (20, 28, 36) for seed in (1, 2)]
+
+    def run(job: tuple[int, int]) -> np.ndarray:
+        length, seed = job
+        df, x_ts, y_ts = candles(length, seed=length), STAMPS[:length], STAMPS[length:][:16]
+        return predictor.forecast(df, x_ts, y_ts, 16, sample_count=3, seed=seed).paths
+
+    single = [run(job) for job in jobs]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        threaded = list(pool.map(run, jobs * 3))
+    for index, paths in enumerate(threaded):
+        np.testing.assert_array_equal(paths, single[index % len(jobs)])
+    assert predictor.stats.graph_failures == 0
+    assert predictor.stats.graph_captures == 4 * len(jobs)
+
+
+@requires_cuda
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_reduced_precision_on_cuda_decodes_with_graphs_and_reproduces(dtype: str) -> None:
+    if not dtype_supported("cuda", dtype):
+        pytest.skip(f"this GPU does not run {dtype}")
+    model, tokenizer = make_tiny_pair(seed=2)
+    predictor = KronosPredictor(model, tokenizer, device="cuda", max_context=64, dtype=dtype)
+    assert predictor.engines.step.dtype == getattr(torch, dtype)
+    df, x_ts, y_ts = candles(30), STAMPS[:30], STAMPS[30:50]
+    a = predictor.forecast(df, x_ts, y_ts, 20, sample_count=4, seed=1)
+    b = predictor.forecast(df, x_ts, y_ts, 20, sample_count=4, seed=1)
+    np.testing.assert_array_equal(a.paths, b.paths)
+    assert np.isfinite(a.paths).all() and predictor.stats.graph_bars > 0
+
+
+class _FailingCapture:
+    """Stands in for `torch.cuda.graph`: entering the capture fails as CUDA can fail."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    def __enter__(self) -> None:
+        raise RuntimeError("forced capture failure")
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+@requires_cuda
+def test_a_failed_capture_logs_a_warning_and_decodes_eagerly(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    model, tokenizer = make_tiny_pair(seed=4)
+    graphed = KronosPredictor(model, tokenizer, device="cuda", max_context=64)
+    eager = KronosPredictor(model, tokenizer, device="cuda", max_context=64, cuda_graphs=False)
+    df, x_ts, y_ts = candles(30), STAMPS[:30], STAMPS[30:50]
+    monkeypatch.setattr(torch.cuda, "graph", _FailingCapture)
+    with caplog.at_level(logging.WARNING, logger="kronos_integration.model.generation"):
+        a = graphed.forecast(df, x_ts, y_ts, 20, sample_count=4, seed=3)
+    assert "CUDA graph capture failed, decoding eagerly: forced capture failure" in caplog.text
+    assert (graphed.stats.graph_failures, graphed.stats.graph_bars) == (1, 0)
+    b = eager.forecast(df, x_ts, y_ts, 20, sample_count=4, seed=3)
+    np.testing.assert_allclose(a.paths, b.paths, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.skipif(not onednn_available(), reason="this torch build has no oneDNN kernels")
+def test_onednn_and_default_kernels_give_the_same_results() -> None:
     model, tokenizer = make_tiny_pair(seed=6)
     plain = KronosPredictor(copy.deepcopy(model), copy.deepcopy(tokenizer), onednn=False)
-    packed = KronosPredictor(model, tokenizer)
-    assert packed.onednn and model.transformer[0].ffn.w1._packed is not None
+    packed = KronosPredictor(model, tokenizer, onednn=True)
+    assert (plain.kernels.step, plain.kernels.window) == ("default", "default")
+    assert (packed.kernels.step, packed.kernels.window) == ("onednn", "onednn")
+    assert packed.kernels.reason == "forced"
     df, x_ts, y_ts = candles(50), STAMPS[:50], STAMPS[50:70]
     for top_k in (1, 0):
         a = packed.forecast(df, x_ts, y_ts, 20, sample_count=3, top_k=top_k, seed=2)
         b = plain.forecast(df, x_ts, y_ts, 20, sample_count=3, top_k=top_k, seed=2)
         np.testing.assert_allclose(a.paths, b.paths, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.skipif(not onednn_available(), reason="this torch build has no oneDNN kernels")
+def test_kernels_are_chosen_by_measuring_and_the_choice_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    model, tokenizer = make_tiny_pair(seed=6)
+    with caplog.at_level(logging.INFO, logger="kronos_integration.predictor"):
+        predictor = KronosPredictor(model, tokenizer)
+    choice = predictor.kernels
+    assert choice.reason == "measured"
+    for name in ("step", "window"):
+        seconds = choice.seconds[name]
+        assert set(seconds) == {"default", "onednn"} and all(s > 0 for s in seconds.values())
+        assert getattr(choice, name) == min(seconds, key=seconds.__getitem__)
+    assert f"step {choice.step}" in caplog.text and "measured" in caplog.text

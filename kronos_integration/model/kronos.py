@@ -21,7 +21,6 @@ from kronos_integration.model.module import (
     DependencyAwareLayer,
     DualHead,
     HierarchicalEmbedding,
-    KVCache,
     Linear,
     MultiHeadCrossAttentionWithRoPE,
     RMSNorm,
@@ -163,37 +162,16 @@ class Kronos(nn.Module, _EvalLoadingMixin, library_name="kronos-integration", re
     def cross_attn(self) -> MultiHeadCrossAttentionWithRoPE:
         return self.dep_layer.cross_attn
 
-    def new_cache(self, batch: int, capacity: int) -> KVCache:
-        """An empty self-attention cache for `batch` sequences of up to `capacity` tokens."""
-        param = self.embedding.fusion_proj.weight
-        head_dim = self.d_model // self.n_heads
-        return KVCache(
-            self.n_layers,
-            batch,
-            self.n_heads,
-            capacity,
-            head_dim,
-            device=param.device,
-            dtype=param.dtype,
-        )
-
     def hidden_states(
-        self,
-        s1_ids: torch.Tensor,
-        s2_ids: torch.Tensor,
-        stamp: torch.Tensor | None,
-        cache: KVCache | None = None,
+        self, s1_ids: torch.Tensor, s2_ids: torch.Tensor, stamp: torch.Tensor | None
     ) -> torch.Tensor:
-        """Final normed hidden states (B, T, d_model) of the T given tokens.
-
-        With a `cache`, this is its prefill (positions 0…T-1) or step (T == 1), see `KVCache`.
-        """
+        """Final normed hidden states (B, T, d_model) of the T given tokens (B, T) each."""
         x = self.embedding(s1_ids, s2_ids)  # (B, T, d)
         if stamp is not None:
             x = x + self.time_emb(stamp)
         x = self.token_drop(x)
-        for index, block in enumerate(self.transformer):
-            x = block(x, cache, index)
+        for block in self.transformer:
+            x = block(x)
         return self.norm(x)
 
     def decode_s1(
@@ -210,17 +188,3 @@ class Kronos(nn.Module, _EvalLoadingMixin, library_name="kronos-integration", re
         query's attention output over every position).
         """
         return self.head.cond_forward(self.dep_layer(hidden, self.embedding.emb_s1(s1_ids)))
-
-    def s2_logits_last(
-        self,
-        hidden_last: torch.Tensor,
-        keys: torch.Tensor,
-        values: torch.Tensor,
-        s1_ids: torch.Tensor,
-        key_mask: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """`decode_s2(hidden, s1_ids)[:, -1]` from the last hidden state (B, d) and the
-        dependency layer's projected keys/values of `hidden` (B, 4, T, D): (B, 2^s2_bits)."""
-        query = self.embedding.emb_s1(s1_ids)  # (B, 1, d)
-        attn = self.cross_attn.attend(query, keys, values, key_mask)[:, 0]  # (B, d)
-        return self.head.cond_forward(self.dep_layer.norm(hidden_last + attn))

@@ -1,8 +1,9 @@
 """Building blocks of Kronos and its tokenizer, with the reference's `state_dict` names.
 
-Attention supports an optional per-call `KVCache` so the predictor can decode one token at a time.
-Nothing here keeps per-call state on a module: rotary tables are computed from the positions of each
-call, so one model can serve several threads and follow `.to(device)`.
+These modules compute the reference's functions (training and full-window inference); the
+predictor's decoding passes are `decoder.FusedKronos`. Nothing here keeps per-call state on a
+module: rotary tables are computed from the positions of each call, so one model can serve
+several threads and follow `.to(device)`.
 """
 
 from __future__ import annotations
@@ -124,50 +125,6 @@ class RotaryPositionalEmbedding(nn.Module):
         return self.rotate(q, k, torch.arange(q.shape[-2], device=q.device))
 
 
-class KVCache:
-    """Per-call cache of a model's self-attention keys and values, (B, H, capacity, D) per layer.
-
-    Used in two phases: `prefill()` (the next forward is a window of T tokens at positions
-    0…T-1, causal), then `step(positions)` (one new token per row at that row's position).
-    """
-
-    def __init__(
-        self,
-        n_layers: int,
-        batch: int,
-        n_heads: int,
-        capacity: int,
-        head_dim: int,
-        *,
-        device: torch.device,
-        dtype: torch.dtype,
-    ) -> None:
-        shape = (batch, n_heads, capacity, head_dim)
-        # Zeros, not empty: a masked-out slot must hold a finite value (0 * NaN is NaN).
-        self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layers)]
-        self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layers)]
-        self.positions: torch.Tensor | None = None  # (B,) during a step, None for a prefill
-        self.key_mask: torch.Tensor | None = None  # (B, 1, 1, K) when rows' positions differ
-        self.key_len = 0
-
-    def prefill(self) -> None:
-        """The next forward writes positions 0…T-1 of every row."""
-        self.positions = None
-        self.key_mask = None
-
-    def step(self, positions: torch.Tensor, key_len: int, key_mask: torch.Tensor | None) -> None:
-        """The next forward adds one token per row at `positions` (B,), each < `key_len` ≤
-        capacity; `key_mask` (B, 1, 1, key_len) marks each row's keys when rows differ."""
-        self.positions = positions
-        self.key_len = key_len
-        self.key_mask = key_mask
-
-    def repeat_rows(self, repeats: int) -> None:
-        """Repeat each row `repeats` times, in place: row r becomes rows r*repeats onwards."""
-        self.keys = [k.repeat_interleave(repeats, dim=0) for k in self.keys]
-        self.values = [v.repeat_interleave(repeats, dim=0) for v in self.values]
-
-
 class _AttentionWithRoPE(nn.Module):
     """Projections shared by both attentions: `q_proj`, `k_proj`, `v_proj`, `out_proj` (with
     bias), a `rotary` embedding over the head dimension, and dropouts."""
@@ -199,35 +156,14 @@ class _AttentionWithRoPE(nn.Module):
 class MultiHeadAttentionWithRoPE(_AttentionWithRoPE):
     """Causal multi-head self-attention with rotary positions."""
 
-    def forward(
-        self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0
-    ) -> torch.Tensor:
-        """x: (B, T, d_model) -> (B, T, d_model), causal over positions 0…T-1.
-
-        With a cache in its step phase, x is (B, 1, d_model): each row's new token at its own
-        position, attending to that row's cached keys.
-        """
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, T, d_model) -> (B, T, d_model), causal over positions 0…T-1."""
         q = self._heads(self.q_proj(x))  # (B, H, T, D)
         k = self._heads(self.k_proj(x))
         v = self._heads(self.v_proj(x))
+        q, k = self.rotary(q, k)
         dropout_p = self.attn_dropout_p if self.training else 0.0
-        if cache is None or cache.positions is None:
-            q, k = self.rotary(q, k)
-            if cache is not None:
-                cache.keys[layer][:, :, : k.shape[-2]] = k
-                cache.values[layer][:, :, : v.shape[-2]] = v
-            out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
-        else:
-            positions = cache.positions  # (B,)
-            q, k = self.rotary.rotate(q, k, positions[:, None, None])
-            rows = torch.arange(x.shape[0], device=x.device)
-            cache.keys[layer][rows, :, positions] = k[:, :, 0]
-            cache.values[layer][rows, :, positions] = v[:, :, 0]
-            keys = cache.keys[layer][:, :, : cache.key_len]  # (B, H, K, D)
-            values = cache.values[layer][:, :, : cache.key_len]
-            out = F.scaled_dot_product_attention(
-                q, keys, values, attn_mask=cache.key_mask, dropout_p=dropout_p
-            )
+        out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
         return self._output(out)
 
 
@@ -285,11 +221,9 @@ class TransformerBlock(nn.Module):
         self.norm2 = RMSNorm(d_model)
         self.ffn = FeedForward(d_model, ff_dim, ffn_dropout_p)
 
-    def forward(
-        self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0
-    ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, T, d_model) -> (B, T, d_model)."""
-        x = x + self.self_attn(self.norm1(x), cache, layer)
+        x = x + self.self_attn(self.norm1(x))
         return x + self.ffn(self.norm2(x))
 
 
