@@ -166,6 +166,13 @@ class PredictRequestSchema(Schema):
         load_default=False,
         metadata={"description": "Add `history`: the bars handed to the model, oldest first."},
     )
+    calibrate = fields.Boolean(
+        metadata={
+            "description": "Rescale the quantile bands by a conformal backtest on this history's "
+            "last KRONOS_CALIBRATION_ORIGINS origins (that many extra forecasts, in one batch). "
+            "Default: KRONOS_CALIBRATE."
+        },
+    )
 
     @validates_schema(pass_original=True, skip_on_field_errors=False)
     def check_limits(self, data: dict[str, Any], original: Any, **kwargs: Any) -> None:
@@ -218,6 +225,7 @@ class PredictRequestSchema(Schema):
             lookback=data.get("lookback"),
             include_path=data["include_path"],
             include_history=data["include_history"],
+            calibrate=data.get("calibrate"),
         )
 
 
@@ -327,6 +335,41 @@ class CalendarInfoSchema(Schema):
     )
 
 
+class CalibrationInfoSchema(Schema):
+    requested = fields.Boolean(
+        required=True, metadata={"description": "`calibrate`, or KRONOS_CALIBRATE."}
+    )
+    calibrated = fields.Boolean(
+        required=True, metadata={"description": "Whether the bands were rescaled."}
+    )
+    method = fields.String(
+        required=True, allow_none=True, metadata={"example": "split-conformal band scaling"}
+    )
+    origins = fields.Integer(
+        required=True, metadata={"description": "Inner backtest origins used (0: none)."}
+    )
+    checked_steps = fields.Integer(
+        required=True,
+        metadata={"description": "Bars ahead the history could check; later bars reuse the last."},
+    )
+    factor_first_step = fields.Float(
+        required=True,
+        allow_none=True,
+        metadata={"description": "Band width factor of the first bar (>1 widened, <1 narrowed)."},
+    )
+    factor_last_step = fields.Float(required=True, allow_none=True)
+    coverage_before = fields.Dict(
+        keys=fields.String(),
+        values=fields.Float(),
+        required=True,
+        metadata={"description": "Per band (0.8, 0.9): share of inner outcomes the raw band held."},
+    )
+    reason = fields.String(
+        required=True, allow_none=True, metadata={"description": "Why not calibrated."}
+    )
+    elapsed_ms = fields.Float(required=True, metadata={"description": "Time the backtest took."})
+
+
 class PredictMetadataSchema(Schema):
     device = fields.String(required=True)
     max_context = fields.Integer(required=True)
@@ -336,6 +379,7 @@ class PredictMetadataSchema(Schema):
     history_source = fields.String(required=True)
     bar_interval = fields.String(required=True, metadata={"description": "ISO 8601 duration."})
     calendar = fields.Nested(CalendarInfoSchema, required=True)
+    calibration = fields.Nested(CalibrationInfoSchema, required=True)
     sample_count = fields.Integer(required=True)
     seed = fields.Integer(required=True)
     temperature = fields.Float(required=True)

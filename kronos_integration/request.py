@@ -41,6 +41,8 @@ class ForecastRequest:
         lookback: history bars handed to the backend; None for the configured policy.
         include_path: also report every future bar.
         include_history: also report the history bars the backend saw (the lookback window).
+        calibrate: rescale the bands by a conformal backtest on the history; None for the
+            configured default (`ForecastSettings.calibrate`).
     """
 
     instrument: str
@@ -57,3 +59,4 @@ class ForecastRequest:
     lookback: int | None = None
     include_path: bool = False
     include_history: bool = False
+    calibrate: bool | None = None
