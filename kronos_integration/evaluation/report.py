@@ -331,7 +331,7 @@ def _coverage_chart(frame: pd.DataFrame) -> plt.Figure:
     models = list(dict.fromkeys(data["model"]))
     colours = _colours(models)
     horizons = sorted(set(data["horizon"]))
-    figure, axes = plt.subplots(1, len(BANDS), figsize=(4.2 * len(BANDS), 3.4), sharey=True)
+    figure, axes = plt.subplots(1, len(BANDS), figsize=(4.2 * len(BANDS), 3.7), sharey=True)
     width = 0.8 / max(len(models), 1)
     for axis, band in zip(np.atleast_1d(axes), BANDS, strict=True):
         for i, model in enumerate(models):
@@ -346,7 +346,9 @@ def _coverage_chart(frame: pd.DataFrame) -> plt.Figure:
         axis.set_xlabel("trading days ahead")
         axis.set_ylim(0, 1)
     np.atleast_1d(axes)[0].set_ylabel("share of outcomes inside")
-    np.atleast_1d(axes)[0].legend(fontsize=8, loc="lower left")
+    handles, labels = np.atleast_1d(axes)[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=len(models), fontsize=9, frameon=False)
+    figure.tight_layout(rect=(0, 0.08, 1, 1))  # room for the legend under the panels
     return figure
 
 
@@ -418,7 +420,8 @@ def _confidence_chart(frame: pd.DataFrame) -> plt.Figure:
 
 def _figure(figure: plt.Figure, caption: str) -> str:
     buffer = io.BytesIO()
-    figure.tight_layout()
+    if not figure.get_layout_engine():  # the chart did not lay itself out
+        figure.tight_layout()
     figure.savefig(buffer, format="png", dpi=100)
     plt.close(figure)
     encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
