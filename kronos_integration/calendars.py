@@ -84,7 +84,7 @@ repeats the session's times of day."""
 ZONE_PROBE_BARS = 500
 """Recent history bars used to choose the zone of a tz-naive intraday history and its bar phase."""
 
-CalendarSource = Literal["name", "isin", "history"]
+CalendarSource = Literal["name", "isin", "history", "request", "data_dir"]
 
 
 class UnknownCalendarError(ValueError):
@@ -120,7 +120,8 @@ class TradingCalendar(Protocol):
 @dataclass(frozen=True)
 class ResolvedCalendar:
     """A calendar and where it came from (`name`: given by the caller; `isin`: the default for
-    the ISIN's country; `history`: inferred from the bars)."""
+    the ISIN's country; `history`: inferred from the bars; the pipeline says `request` or
+    `data_dir` for a name from the request or the data folder)."""
 
     calendar: TradingCalendar
     source: CalendarSource

@@ -29,7 +29,6 @@ from huggingface_hub.errors import HfHubHTTPError
 from tqdm import tqdm
 
 from kronos_integration.backends import LoadedBackend, load_backend, mode_names
-from kronos_integration.calendars import resolve_calendar
 from kronos_integration.candles import read_candles_file
 from kronos_integration.config import ForecastSettings, ModelSettings, SettingsError
 from kronos_integration.errors import ForecastError
@@ -40,7 +39,7 @@ from kronos_integration.forecast import check_quantile_levels
 from kronos_integration.history import History, resolve_history
 from kronos_integration.isin import validate_isin
 from kronos_integration.model import Kronos, KronosTokenizer
-from kronos_integration.pipeline import ForecastResult, run_forecast, warm_up
+from kronos_integration.pipeline import ForecastResult, run_forecast, trading_calendar, warm_up
 from kronos_integration.plot import plot_forecast
 from kronos_integration.redact import mask_secrets
 from kronos_integration.registry import (
@@ -245,13 +244,10 @@ def run_backtest(args: argparse.Namespace, defaults: Defaults) -> None:
     _check_folders(("--json", args.json), ("--report", args.report))
     history = _read_history(args.file)
     instrument = args.instrument or args.file.stem
+    isin = instrument if _is_isin(instrument) else None
     try:
-        calendar = resolve_calendar(
-            args.calendar,
-            isin=instrument if _is_isin(instrument) else None,
-            timestamps=history.timestamps,
-        )
-    except ValueError as error:
+        calendar = trading_calendar(history, args.calendar, isin)
+    except ForecastError as error:
         raise UsageError(str(error)) from error
     loaded = _load_backend(args, defaults)
     config = BacktestConfig(

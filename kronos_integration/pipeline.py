@@ -21,7 +21,12 @@ import numpy as np
 import pandas as pd
 
 from kronos_integration.backends.base import Backend, BackendInfo, ForecastTask
-from kronos_integration.calendars import TradingCalendar, future_grid, resolve_calendar
+from kronos_integration.calendars import (
+    ResolvedCalendar,
+    TradingCalendar,
+    future_grid,
+    resolve_calendar,
+)
 from kronos_integration.candles import MIN_HISTORY_BARS, validate_candles
 from kronos_integration.config import ForecastSettings
 from kronos_integration.conformal import (
@@ -220,17 +225,24 @@ def warm_up(backend: Backend) -> ForecastResult:
     return run_forecast(backend, history, request, ForecastSettings())
 
 
-def _calendar(request: ForecastRequest, history: History) -> tuple[TradingCalendar, str]:
-    """The trading calendar and where it came from; InvalidRequestError for an unknown name."""
-    name = request.calendar or history.calendar
-    isin = request.instrument if request.instrument_type == "isin" else None
+def trading_calendar(history: History, name: str | None, isin: str | None) -> ResolvedCalendar:
+    """A forecast's trading calendar: `name` (the request's), else the one stored with the history
+    (the data folder's), else the ISIN's country's, else one inferred from the bars; its source
+    is `request`, `data_dir`, `isin` or `history`. InvalidRequestError for an unknown name."""
+    stored = name or history.calendar
     try:
-        resolved = resolve_calendar(name, isin=isin, timestamps=history.timestamps)
+        resolved = resolve_calendar(stored, isin=isin, timestamps=history.timestamps)
     except ValueError as error:
         raise InvalidRequestError("calendar", str(error)) from None
-    if name is None:
-        return resolved.calendar, resolved.source
-    return resolved.calendar, "request" if request.calendar else history.source
+    if stored is None:
+        return resolved
+    return ResolvedCalendar(resolved.calendar, "request" if name else "data_dir")
+
+
+def _calendar(request: ForecastRequest, history: History) -> tuple[TradingCalendar, str]:
+    isin = request.instrument if request.instrument_type == "isin" else None
+    resolved = trading_calendar(history, request.calendar, isin)
+    return resolved.calendar, resolved.source
 
 
 def _future_grid(

@@ -63,7 +63,7 @@ def test_the_command_backtests_a_repository_csv(tmp_path: Path) -> None:
         "version": "statistical-simulator/garch-fhs-2",
         "fallback_reason": None,
     }
-    assert summary["calendar"] == {"name": "XNYS", "source": "name"}
+    assert summary["calendar"] == {"name": "XNYS", "source": "request"}
     assert summary["origins"] == 200 and summary["forecasts_per_model"] == 600
     assert set(summary["models"]) == {"simulated", *BASELINES}
     simulated = summary["models"]["simulated"]

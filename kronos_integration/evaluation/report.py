@@ -33,7 +33,8 @@ RELIABILITY_BINS = 10
 """The reliability diagram groups forecasts into tenths by P(up) (equal counts, not widths: P(up)
 crowds around 0.5, where fixed-width bins would leave a few points and many near-empty bins)."""
 CALENDAR_SOURCES = {
-    "name": "named by --calendar",
+    "request": "as asked for",
+    "data_dir": "the data folder's",
     "isin": "the exchange of the ISIN's country",
     "history": "inferred from the bars' times: no holidays",
 }
