@@ -1,26 +1,29 @@
 """Conformal calibration in the pipeline: the request field and `KRONOS_CALIBRATE`, one batched
-backend call for the inner origins, `metadata.calibration`, and a backend whose bands are too
-narrow widened on real data (IBM, vendored)."""
+backend call for the inner origins, `metadata.calibration`, `kronos predict --calibrate`, and a
+backend whose bands are too narrow widened on real data (IBM, vendored)."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pytest
 from flask.testing import FlaskClient
 
 from app.schemas import PredictResponseSchema
-from benchmarks.real_series import vendored
+from benchmarks.real_series import VENDORED_DIR, vendored
 from kronos_integration.backends.base import ForecastTask
 from kronos_integration.backends.simulated import SimulatedBackend
+from kronos_integration.cli import main
 from kronos_integration.config import ForecastSettings, SettingsError
 from kronos_integration.history import History
 from kronos_integration.pipeline import ForecastResult, run_forecast
 from kronos_integration.request import ForecastRequest, Sampling
 from tests.candles import candle_records
-from tests.support import assert_problem, loaded_app, make_settings
+from tests.support import assert_problem, isolate_environment, loaded_app, make_settings
 
 SYMBOL = "IBM"
 
@@ -163,3 +166,17 @@ def test_the_openapi_document_describes_calibration(client: FlaskClient) -> None
     assert "calibration" in metadata["required"]
     calibration = next(s for name, s in schemas.items() if name.startswith("CalibrationInfo"))
     assert {"requested", "calibrated", "origins", "reason"} <= set(calibration["required"])
+
+
+def test_the_command_line_calibrates_on_request(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    isolate_environment(monkeypatch, tmp_path / "hf-home")
+    predict = ["predict", str(VENDORED_DIR / "IBM.csv"), "--horizon-days", "2", "--json"]
+    options = ["--mode", "simulated", "--sample-count", "9", "--seed", "2"]
+    assert main([*predict, *options, "--calibrate"]) == 0
+    calibration = json.loads(capsys.readouterr().out)["metadata"]["calibration"]
+    assert calibration["calibrated"] and calibration["origins"] == 30
+    monkeypatch.setenv("KRONOS_CALIBRATE", "1")
+    assert main([*predict, *options, "--no-calibrate"]) == 0
+    assert json.loads(capsys.readouterr().out)["metadata"]["calibration"]["requested"] is False
