@@ -8,24 +8,34 @@ checked against the app's `Settings`, and each error names the limit and its var
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import pandas as pd
 from flask import current_app
-from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
+from marshmallow import (
+    Schema,
+    ValidationError,
+    fields,
+    post_load,
+    pre_dump,
+    validate,
+    validates_schema,
+)
 
 from app.settings import Settings
 from kronos_integration.candles import MIN_HISTORY_BARS, candles_from_records
 from kronos_integration.forecast import DEFAULT_QUANTILES
 from kronos_integration.isin import validate_isin
-from kronos_integration.request import ForecastRequest
+from kronos_integration.request import BacktestRequest, ForecastRequest
 
 MAX_SEED = 2**32 - 1
 SYMBOL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._=^-]{0,31}$"
 """A symbol is also a file name in KRONOS_DATA_DIR: no path separators, no leading dot."""
 # Below this, logits / T overflows float32 (or T rounds to 0) and sampling has no distribution.
 MIN_TEMPERATURE = 0.01
+MAX_BACKTEST_HORIZONS = 5
+DEFAULT_BACKTEST_ORIGINS = 50
 
 
 def _settings() -> Settings:
@@ -40,10 +50,13 @@ def _check_isin(value: str) -> None:
         raise ValidationError(str(error)) from None
 
 
-def _distinct_levels(levels: list[float]) -> None:
-    repeated = sorted({level for level in levels if levels.count(level) > 1})
-    if repeated:
-        raise ValidationError(f"the level {repeated[0]!r} appears more than once")
+def _distinct(noun: str) -> Callable[[list[Any]], None]:
+    def check(values: list[Any]) -> None:
+        repeated = sorted({value for value in values if values.count(value) > 1})
+        if repeated:
+            raise ValidationError(f"the {noun} {repeated[0]!r} appears more than once")
+
+    return check
 
 
 def _over_limit(name: str, limit: int, variable: str) -> str:
@@ -87,7 +100,9 @@ class CandleSchema(Schema):
     amount = _quantity(metadata={"description": "Optional; volume × mean price when absent."})
 
 
-class PredictRequestSchema(Schema):
+class InstrumentSchema(Schema):
+    """What a request is about: `isin` or `symbol`, and its trading calendar."""
+
     isin = fields.String(
         validate=_check_isin,
         metadata={"example": "US67066G1040", "description": "ISIN; or give `symbol` instead."},
@@ -112,6 +127,38 @@ class PredictRequestSchema(Schema):
             "ISIN country's exchange, else inferred from the history.",
         },
     )
+
+    @validates_schema(pass_original=True, skip_on_field_errors=False)
+    def check_instrument(self, data: dict[str, Any], original: Any, **kwargs: Any) -> None:
+        if not isinstance(original, Mapping):
+            return  # marshmallow has refused it already
+        errors: dict[str, list[str]] = {}
+        given = {name for name in ("isin", "symbol") if name in original}
+        if len(given) != 1:
+            message = "give exactly one of 'isin' and 'symbol'"
+            errors["symbol" if given == {"symbol"} or len(given) == 2 else "isin"] = [message]
+        if len(data.get("candles") or ()) > (limit := _settings().max_candles):
+            errors["candles"] = [_over_limit("candles", limit, "KRONOS_MAX_CANDLES")]
+        if errors:
+            raise ValidationError(errors)
+
+    @staticmethod
+    def instrument(data: dict[str, Any]) -> dict[str, Any]:
+        """The loaded instrument fields as keyword arguments of the library's requests."""
+        try:
+            candles = candles_from_records(data["candles"]) if "candles" in data else None
+        except ValueError as error:
+            raise ValidationError({"candles": [str(error)]}) from None
+        instrument_type: Literal["isin", "symbol"] = "isin" if "isin" in data else "symbol"
+        return {
+            "instrument": data[instrument_type],
+            "instrument_type": instrument_type,
+            "calendar": data.get("calendar"),
+            "candles": candles,
+        }
+
+
+class PredictRequestSchema(InstrumentSchema):
     horizon_days = fields.Integer(
         required=True,
         strict=True,
@@ -145,7 +192,7 @@ class PredictRequestSchema(Schema):
             allow_nan=False,
             validate=validate.Range(min=0, max=1, min_inclusive=False, max_inclusive=False),
         ),
-        validate=[validate.Length(min=1), _distinct_levels],
+        validate=[validate.Length(min=1), _distinct("level")],
         load_default=lambda: list(DEFAULT_QUANTILES),
         metadata={"uniqueItems": True},
     )
@@ -166,6 +213,13 @@ class PredictRequestSchema(Schema):
         load_default=False,
         metadata={"description": "Add `history`: the bars handed to the model, oldest first."},
     )
+    calibrate = fields.Boolean(
+        metadata={
+            "description": "Rescale the quantile bands by a conformal backtest on this history's "
+            "last KRONOS_CALIBRATION_ORIGINS origins (that many extra forecasts, in one batch). "
+            "Default: KRONOS_CALIBRATE."
+        },
+    )
 
     @validates_schema(pass_original=True, skip_on_field_errors=False)
     def check_limits(self, data: dict[str, Any], original: Any, **kwargs: Any) -> None:
@@ -173,17 +227,11 @@ class PredictRequestSchema(Schema):
             return  # marshmallow has refused it already
         settings = _settings()
         errors: dict[str, list[str]] = {}
-        given = {name for name in ("isin", "symbol") if name in original}
-        if len(given) != 1:
-            message = "give exactly one of 'isin' and 'symbol'"
-            errors["symbol" if given == {"symbol"} or len(given) == 2 else "isin"] = [message]
         if data.get("horizon_days", 0) > settings.max_horizon_days:
             errors["horizon_days"] = [
                 f"must be at most {settings.max_horizon_days} "
                 f"(KRONOS_MAX_HORIZON_DAYS={settings.max_horizon_days})"
             ]
-        if len(data.get("candles") or ()) > settings.max_candles:
-            errors["candles"] = [_over_limit("candles", settings.max_candles, "KRONOS_MAX_CANDLES")]
         max_sample_count = settings.forecast.max_sample_count
         if data.get("sample_count", 0) > max_sample_count:
             errors["sample_count"] = [
@@ -198,17 +246,9 @@ class PredictRequestSchema(Schema):
 
     @post_load
     def to_request(self, data: dict[str, Any], **kwargs: Any) -> ForecastRequest:
-        try:
-            candles = candles_from_records(data["candles"]) if "candles" in data else None
-        except ValueError as error:
-            raise ValidationError({"candles": [str(error)]}) from None
-        instrument_type: Literal["isin", "symbol"] = "isin" if "isin" in data else "symbol"
         return ForecastRequest(
-            instrument=data[instrument_type],
-            instrument_type=instrument_type,
-            calendar=data.get("calendar"),
+            **self.instrument(data),
             horizon_days=data["horizon_days"],
-            candles=candles,
             sample_count=data.get("sample_count"),
             temperature=data["temperature"],
             top_k=data["top_k"],
@@ -218,6 +258,71 @@ class PredictRequestSchema(Schema):
             lookback=data.get("lookback"),
             include_path=data["include_path"],
             include_history=data["include_history"],
+            calibrate=data.get("calibrate"),
+        )
+
+
+class BacktestRequestSchema(InstrumentSchema):
+    candles = fields.List(
+        fields.Nested(CandleSchema),
+        validate=validate.Length(min=1),
+        metadata={"description": "Inline history, oldest first; else KRONOS_DATA_DIR is used."},
+    )
+    horizon_days = fields.List(
+        fields.Integer(strict=True, validate=validate.Range(min=1)),
+        validate=[validate.Length(min=1, max=MAX_BACKTEST_HORIZONS), _distinct("horizon")],
+        load_default=lambda: [1, 5, 20],
+        metadata={
+            "description": "Trading days ahead to score, at most "
+            f"{MAX_BACKTEST_HORIZONS}, each at most KRONOS_MAX_HORIZON_DAYS.",
+            "uniqueItems": True,
+        },
+    )
+    origins = fields.Integer(
+        strict=True,
+        validate=validate.Range(min=1),
+        load_default=DEFAULT_BACKTEST_ORIGINS,
+        metadata={"description": "Forecast origins (KRONOS_MAX_BACKTEST_ORIGINS caps them)."},
+    )
+    window = fields.Integer(
+        strict=True,
+        validate=validate.Range(min=MIN_HISTORY_BARS),
+        metadata={"description": "History bars per forecast (default KRONOS_LOOKBACK)."},
+    )
+    samples = fields.Integer(
+        strict=True,
+        validate=validate.Range(min=1),
+        metadata={"description": "Sample paths per forecast (default 32, at most the maximum)."},
+    )
+    seed = fields.Integer(strict=True, validate=validate.Range(min=0, max=MAX_SEED), load_default=0)
+
+    @validates_schema(skip_on_field_errors=False)
+    def check_limits(self, data: dict[str, Any], **kwargs: Any) -> None:
+        settings = _settings()
+        errors: dict[str, list[str]] = {}
+        longest = max(data.get("horizon_days") or [0])
+        if longest > settings.max_horizon_days:
+            errors["horizon_days"] = [
+                f"{longest} is more than {settings.max_horizon_days} "
+                f"(KRONOS_MAX_HORIZON_DAYS={settings.max_horizon_days})"
+            ]
+        if data.get("origins", 0) > (limit := settings.max_backtest_origins):
+            errors["origins"] = [_over_limit("origins", limit, "KRONOS_MAX_BACKTEST_ORIGINS")]
+        if data.get("samples", 0) > (limit := settings.forecast.max_sample_count):
+            errors["samples"] = [_over_limit("samples", limit, "KRONOS_MAX_SAMPLE_COUNT")]
+        if errors:
+            raise ValidationError(errors)
+
+    @post_load
+    def to_request(self, data: dict[str, Any], **kwargs: Any) -> BacktestRequest:
+        samples = data.get("samples", min(32, _settings().forecast.max_sample_count))
+        return BacktestRequest(
+            **self.instrument(data),
+            horizon_days=tuple(sorted(data["horizon_days"])),
+            origins=data["origins"],
+            window=data.get("window"),
+            samples=samples,
+            seed=data["seed"],
         )
 
 
@@ -327,6 +432,41 @@ class CalendarInfoSchema(Schema):
     )
 
 
+class CalibrationInfoSchema(Schema):
+    requested = fields.Boolean(
+        required=True, metadata={"description": "`calibrate`, or KRONOS_CALIBRATE."}
+    )
+    calibrated = fields.Boolean(
+        required=True, metadata={"description": "Whether the bands were rescaled."}
+    )
+    method = fields.String(
+        required=True, allow_none=True, metadata={"example": "split-conformal band scaling"}
+    )
+    origins = fields.Integer(
+        required=True, metadata={"description": "Inner backtest origins used (0: none)."}
+    )
+    checked_steps = fields.Integer(
+        required=True,
+        metadata={"description": "Bars ahead the history could check; later bars reuse the last."},
+    )
+    factor_first_step = fields.Float(
+        required=True,
+        allow_none=True,
+        metadata={"description": "Band width factor of the first bar (>1 widened, <1 narrowed)."},
+    )
+    factor_last_step = fields.Float(required=True, allow_none=True)
+    coverage_before = fields.Dict(
+        keys=fields.String(),
+        values=fields.Float(),
+        required=True,
+        metadata={"description": "Per band (0.8, 0.9): share of inner outcomes the raw band held."},
+    )
+    reason = fields.String(
+        required=True, allow_none=True, metadata={"description": "Why not calibrated."}
+    )
+    elapsed_ms = fields.Float(required=True, metadata={"description": "Time the backtest took."})
+
+
 class PredictMetadataSchema(Schema):
     device = fields.String(required=True)
     max_context = fields.Integer(required=True)
@@ -336,6 +476,7 @@ class PredictMetadataSchema(Schema):
     history_source = fields.String(required=True)
     bar_interval = fields.String(required=True, metadata={"description": "ISO 8601 duration."})
     calendar = fields.Nested(CalendarInfoSchema, required=True)
+    calibration = fields.Nested(CalibrationInfoSchema, required=True)
     sample_count = fields.Integer(required=True)
     seed = fields.Integer(required=True)
     temperature = fields.Float(required=True)
@@ -371,6 +512,101 @@ class BatchItemResultSchema(Schema):
 
 class BatchResponseSchema(Schema):
     results = fields.List(fields.Nested(BatchItemResultSchema), required=True)
+
+
+class _Undotted(Schema):
+    """Scores keyed like `coverage_0.8`: dotted keys are renamed before dumping (marshmallow reads a
+    dot as a path), each field giving the dotted name back with `data_key`."""
+
+    @pre_dump
+    def undot(self, data: Mapping[str, Any], **kwargs: Any) -> dict[str, Any]:
+        return {key.replace(".", "_"): value for key, value in data.items()}
+
+
+def _band_coverage(band: str, **kwargs: Any) -> fields.Float:
+    return fields.Float(
+        data_key=f"coverage_{band}",
+        allow_none=True,
+        metadata={"description": f"Share of outcomes in the central {band} band (null: one path)."},
+        **kwargs,
+    )
+
+
+class HorizonScoresSchema(_Undotted):
+    n = fields.Integer(required=True, metadata={"description": "Scored forecasts."})
+    coverage_0_5 = _band_coverage("0.5", required=True)
+    coverage_0_8 = _band_coverage("0.8", required=True)
+    coverage_0_9 = _band_coverage("0.9", required=True)
+    pinball = fields.Float(required=True, metadata={"description": "Mean pinball loss, 7 levels."})
+    crps = fields.Float(required=True)
+    mae = fields.Float(required=True, metadata={"description": "Of the median, in last closes."})
+    mape = fields.Float(required=True, metadata={"description": "Percent."})
+    mase = fields.Float(required=True)
+    direction_hit = fields.Float(required=True)
+    brier = fields.Float(required=True, allow_none=True, metadata={"description": "Of P(up)."})
+    pit_histogram = fields.List(fields.Float(), required=True, allow_none=True)
+    date_accuracy = fields.Float(
+        required=True, metadata={"description": "Share of scored days on the calendar's date."}
+    )
+    pinball_vs_baseline = fields.Float(metadata={"description": "Below 1: beats the baseline."})
+    crps_vs_baseline = fields.Float()
+
+
+class TopTenthSchema(_Undotted):
+    n = fields.Integer(required=True)
+    coverage_0_8 = _band_coverage("0.8", required=True)
+    coverage_0_9 = _band_coverage("0.9", required=True)
+    scaled_error = fields.Float(required=True)
+
+
+class ConfidenceRankingSchema(Schema):
+    spearman_vs_scaled_error = fields.Float(
+        required=True, metadata={"description": "Negative: more confident, smaller error."}
+    )
+    top_tenth = fields.Nested(TopTenthSchema, required=True)
+    scaled_error_by_quintile = fields.List(fields.Float(), required=True)
+    mean = fields.Float(required=True)
+
+
+class ModelScoresSchema(Schema):
+    horizons = fields.Dict(
+        keys=fields.String(), values=fields.Nested(HorizonScoresSchema), required=True
+    )
+    confidence = fields.Nested(
+        ConfidenceRankingSchema,
+        required=True,
+        allow_none=True,
+        metadata={"description": "How confidence ranks errors; null for the baselines."},
+    )
+
+
+class BacktestBackendSchema(Schema):
+    name = fields.String(required=True)
+    version = fields.String(required=True)
+    fallback_reason = fields.String(allow_none=True)
+
+
+class BacktestResponseSchema(Schema):
+    series = fields.List(fields.String(), required=True)
+    forecasts_per_model = fields.Integer(required=True)
+    baseline = fields.String(required=True, metadata={"description": "The ratios' reference."})
+    backend = fields.Nested(BacktestBackendSchema, required=True)
+    calendar = fields.Nested(CalendarInfoSchema, required=True)
+    horizon_days = fields.List(fields.Integer(), required=True)
+    origins = fields.Integer(required=True)
+    first_origin = fields.String(required=True, metadata={"description": "Its last history bar."})
+    last_origin = fields.String(required=True)
+    window = fields.Integer(required=True)
+    samples = fields.Integer(required=True)
+    conformal_origins = fields.Integer(required=True)
+    seed = fields.Integer(required=True)
+    elapsed_s = fields.Float(required=True)
+    models = fields.Dict(
+        keys=fields.String(),
+        values=fields.Nested(ModelScoresSchema),
+        required=True,
+        metadata={"description": "The backend's scores and the baselines' (see README)."},
+    )
 
 
 class HealthSchema(Schema):

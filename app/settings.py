@@ -45,6 +45,7 @@ class Settings:
     max_horizon_days: int = 30
     max_quantiles: int = 19
     max_batch_items: int = 16
+    max_backtest_origins: int = 100
     # Hardening.
     max_inflight: int = 4
     request_timeout_s: float = 60.0
@@ -92,6 +93,9 @@ class Settings:
             ),
             max_quantiles=read.integer("KRONOS_MAX_QUANTILES", cls.max_quantiles, minimum=1),
             max_batch_items=read.integer("KRONOS_MAX_BATCH_ITEMS", cls.max_batch_items, minimum=1),
+            max_backtest_origins=read.integer(
+                "KRONOS_MAX_BACKTEST_ORIGINS", cls.max_backtest_origins, minimum=1
+            ),
             max_inflight=read.integer("KRONOS_MAX_INFLIGHT", cls.max_inflight, minimum=1),
             request_timeout_s=request_timeout_s,
             api_keys=read.api_keys(),

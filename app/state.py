@@ -22,9 +22,10 @@ from app.settings import Settings
 from kronos_integration.backends import LoadedBackend, load_backend
 from kronos_integration.backends.base import Backend, BackendInfo
 from kronos_integration.errors import BackendNotReadyError
+from kronos_integration.evaluation.runner import BacktestRun, backtest_request
 from kronos_integration.history import HistorySource, configured_sources, resolve_history
 from kronos_integration.pipeline import ForecastResult, run_forecast, warm_up
-from kronos_integration.request import ForecastRequest
+from kronos_integration.request import BacktestRequest, ForecastRequest
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +106,14 @@ class WorkerState:
             deadline=deadline,
             fallback_reason=self.fallback_reason,
         )
+
+    def backtest(self, request: BacktestRequest, deadline: float | None = None) -> BacktestRun:
+        """Resolve the request's history and backtest the serving backend on it."""
+        backend = self.backend
+        history = resolve_history(request.instrument, request.candles, self.history_sources)
+        run = backtest_request(backend, history, request, self.settings.forecast, deadline=deadline)
+        run.summary["backend"]["fallback_reason"] = self.fallback_reason
+        return run
 
     # What /health/ready and /models report.
 

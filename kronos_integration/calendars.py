@@ -84,7 +84,7 @@ repeats the session's times of day."""
 ZONE_PROBE_BARS = 500
 """Recent history bars used to choose the zone of a tz-naive intraday history and its bar phase."""
 
-CalendarSource = Literal["name", "isin", "history"]
+CalendarSource = Literal["name", "isin", "history", "request", "data_dir"]
 
 
 class UnknownCalendarError(ValueError):
@@ -120,7 +120,8 @@ class TradingCalendar(Protocol):
 @dataclass(frozen=True)
 class ResolvedCalendar:
     """A calendar and where it came from (`name`: given by the caller; `isin`: the default for
-    the ISIN's country; `history`: inferred from the bars)."""
+    the ISIN's country; `history`: inferred from the bars; the pipeline says `request` or
+    `data_dir` for a name from the request or the data folder)."""
 
     calendar: TradingCalendar
     source: CalendarSource
@@ -160,10 +161,13 @@ def resolve_calendar(
     timestamps: pd.DatetimeIndex | None = None,
 ) -> ResolvedCalendar:
     """The calendar for a forecast: `name` if given, else the default of the ISIN's country
-    prefix, else one inferred from `timestamps`.
+    prefix, else one inferred from `timestamps`; the name `history` asks for the inferred one
+    whatever the ISIN.
 
     Raises UnknownCalendarError for a bad name, ValueError when nothing is given to go on.
     """
+    if name and name.strip().lower() == HISTORY:
+        name = isin = None
     if name:
         return ResolvedCalendar(exchange_calendar(name), "name")
     country = (isin or "")[:2].upper()
@@ -486,9 +490,20 @@ def _like(utc: pd.DatetimeIndex, history: pd.DatetimeIndex, zone: str | None) ->
     return utc.tz_convert(zone).tz_localize(None)
 
 
-@functools.lru_cache(maxsize=64)
 def _calendar(name: str, first_year: int, last_year: int) -> ExchangeCalendar:
-    """An exchange_calendars calendar covering the given years (built once per span: ~0.1 s)."""
+    """An exchange_calendars calendar covering at least the given years: whole decades where the
+    calendar's data reaches that far (a backtest over many years builds a handful, not one per
+    year pair), else just those years."""
+    decade_end = min(last_year // 10 * 10 + 9, datetime.MAXYEAR - 1)
+    try:
+        return _years(name, first_year // 10 * 10, decade_end)
+    except ValueError:  # the decade starts before (or ends after) the calendar's data
+        return _years(name, first_year, last_year)
+
+
+@functools.lru_cache(maxsize=32)
+def _years(name: str, first_year: int, last_year: int) -> ExchangeCalendar:
+    """The calendar of `first_year` … `last_year` with a month's margin (~0.1 s per decade)."""
     start, end = f"{first_year - 1}-12-01", f"{last_year + 1}-01-31"
     with warnings.catch_warnings():
         # exchange_calendars 4.13 reads Series.values of UTC columns, which pandas 3.1 deprecates.

@@ -1,12 +1,14 @@
-"""`kronos` (or `python -m kronos_integration`) `{predict,download,push,info}`.
+"""`kronos` (or `python -m kronos_integration`) `{predict,backtest,download,push,info}`.
 
 `predict` forecasts a CSV or Parquet file of candles through the same pipeline as the service, in
 the same modes (`auto` falls back to the simulator and says so), and prints the same per-day
-summary (`--json`: the same document as `POST /predict`). Defaults come from the same `KRONOS_*`
-variables as the service (`KRONOS_MODEL_ID`, `KRONOS_DEVICE`, `HF_TOKEN`, …), so `download`
-fetches exactly what the service will load and `info` shows what it would load. Exit status: 0 on
-success, 1 when loading, downloading or pushing fails, 2 for bad arguments or input. The token is
-passed on, never printed.
+summary (`--json`: the same document as `POST /predict`). `backtest` scores a backend's forecasts
+from rolling origins of such a file against what happened, beside naive baselines (a table on
+stdout, a progress bar on stderr, `--json` summary, `--report` HTML page). Defaults come from the
+same `KRONOS_*` variables as the service (`KRONOS_MODEL_ID`, `KRONOS_DEVICE`, `HF_TOKEN`, …), so
+`download` fetches exactly what the service will load and `info` shows what it would load. Exit
+status: 0 on success, 1 when loading, downloading or pushing fails, 2 for bad arguments or input.
+The token is passed on, never printed.
 """
 
 from __future__ import annotations
@@ -24,16 +26,20 @@ import httpx2
 import pandas as pd
 import torch
 from huggingface_hub.errors import HfHubHTTPError
+from tqdm import tqdm
 
-from kronos_integration.backends import load_backend, mode_names
+from kronos_integration.backends import LoadedBackend, load_backend, mode_names
 from kronos_integration.candles import read_candles_file
 from kronos_integration.config import ForecastSettings, ModelSettings, SettingsError
 from kronos_integration.errors import ForecastError
+from kronos_integration.evaluation.backtest import BacktestConfig
+from kronos_integration.evaluation.report import summary_table, write_html
+from kronos_integration.evaluation.runner import backtest_backend
 from kronos_integration.forecast import check_quantile_levels
-from kronos_integration.history import resolve_history
+from kronos_integration.history import History, resolve_history
 from kronos_integration.isin import validate_isin
 from kronos_integration.model import Kronos, KronosTokenizer
-from kronos_integration.pipeline import ForecastResult, run_forecast, warm_up
+from kronos_integration.pipeline import ForecastResult, run_forecast, trading_calendar, warm_up
 from kronos_integration.plot import plot_forecast
 from kronos_integration.redact import mask_secrets
 from kronos_integration.registry import (
@@ -104,23 +110,9 @@ def build_parser(defaults: Defaults) -> argparse.ArgumentParser:
     predict = commands.add_parser(
         "predict", help="forecast a CSV/Parquet file of candles (the service's pipeline)"
     )
-    predict.add_argument("file", type=Path, help="timestamp, open, high, low, close[, volume, …]")
+    _add_series_options(predict, forecast)
     predict.add_argument(
         "--horizon-days", type=_positive_int, required=True, help="trading days to forecast"
-    )
-    predict.add_argument(
-        "--mode",
-        choices=mode_names(),
-        default=forecast.mode,
-        help="backend: auto (Kronos, else the simulator) or one backend (default: KRONOS_MODE)",
-    )
-    predict.add_argument(
-        "--instrument", default=None, help="its ISIN or symbol (default: the file name)"
-    )
-    predict.add_argument(
-        "--calendar",
-        default=None,
-        help="XNYS, 24/5, 24/7, history, ... (default: the ISIN's exchange, else inferred)",
     )
     predict.add_argument("--lookback", type=_positive_int, default=None)
     predict.add_argument("--sample-count", type=_positive_int, default=None)
@@ -131,12 +123,57 @@ def build_parser(defaults: Defaults) -> argparse.ArgumentParser:
     predict.add_argument("--top-p", type=_positive_float, default=0.9)
     predict.add_argument("--max-context", type=_positive_int, default=model.max_context)
     predict.add_argument("--clip", type=_positive_float, default=model.clip)
+    predict.add_argument(
+        "--calibrate",
+        action=argparse.BooleanOptionalAction,
+        default=forecast.calibrate,
+        help="conformal bands from a backtest on the file's last origins (default: "
+        "KRONOS_CALIBRATE)",
+    )
     predict.add_argument("--include-path", action="store_true", help="every bar in --json too")
     predict.add_argument("--json", action="store_true", help="print the /predict document")
     predict.add_argument("--plot", type=Path, default=None, metavar="FILE", help="write a PNG")
     _add_artifact_options(predict, model)
     _add_device_option(predict, model)
     predict.set_defaults(run=run_predict)
+
+    backtest = commands.add_parser(
+        "backtest",
+        help="score rolling-origin forecasts of a CSV/Parquet file against what happened, "
+        "beside naive baselines",
+    )
+    _add_series_options(backtest, forecast)
+    backtest.add_argument(
+        "--horizon-days",
+        type=_horizon_list,
+        default=(1, 5, 20),
+        help="trading days ahead to score, comma-separated (default: 1,5,20)",
+    )
+    backtest.add_argument(
+        "--origins", type=_positive_int, default=200, help="forecast origins (default: 200)"
+    )
+    backtest.add_argument(
+        "--window",
+        type=_positive_int,
+        default=forecast.lookback,
+        help="history bars per forecast (default: KRONOS_LOOKBACK)",
+    )
+    backtest.add_argument(
+        "--samples", type=_positive_int, default=64, help="sample paths per forecast (default: 64)"
+    )
+    backtest.add_argument("--seed", type=int, default=0)
+    backtest.add_argument(
+        "--conformal",
+        action="store_true",
+        help="also score the backend with conformal bands (KRONOS_CALIBRATION_ORIGINS more "
+        "forecasts per origin)",
+    )
+    backtest.add_argument("--json", type=Path, default=None, metavar="FILE", help="summary")
+    backtest.add_argument("--report", type=Path, default=None, metavar="FILE", help="HTML page")
+    backtest.add_argument("--max-context", type=_positive_int, default=model.max_context)
+    _add_artifact_options(backtest, model)
+    _add_device_option(backtest, model)
+    backtest.set_defaults(run=run_backtest)
 
     download = commands.add_parser(
         "download", help="pre-fetch model and tokenizer into the Hugging Face cache (HF_HOME)"
@@ -161,12 +198,8 @@ def build_parser(defaults: Defaults) -> argparse.ArgumentParser:
 
 
 def run_predict(args: argparse.Namespace, defaults: Defaults) -> None:
-    if args.plot is not None and not args.plot.parent.is_dir():
-        raise UsageError(f"--plot {args.plot}: the folder {args.plot.parent} does not exist")
-    try:
-        history = resolve_history(args.file.stem, read_candles_file(args.file), [])
-    except (OSError, ValueError) as error:  # InvalidRequestError is a ValueError
-        raise UsageError(f"{args.file}: {error}") from error
+    _check_folders(("--plot", args.plot))
+    history = _read_history(args.file)
     instrument = args.instrument or args.file.stem
     request = ForecastRequest(
         instrument=instrument,
@@ -181,13 +214,9 @@ def run_predict(args: argparse.Namespace, defaults: Defaults) -> None:
         quantiles=args.quantiles,
         lookback=args.lookback,
         include_path=args.include_path,
+        calibrate=args.calibrate,
     )
-    model_settings = dataclasses.replace(
-        _model_settings(args, defaults), max_context=args.max_context, clip=args.clip
-    )
-    loaded = load_backend(args.mode, model_settings, warm_up)
-    if loaded.fallback_reason:
-        print(f"auto mode: serving the simulator: {loaded.fallback_reason}", file=sys.stderr)
+    loaded = _load_backend(args, defaults, clip=args.clip)
     try:
         result = run_forecast(
             loaded.backend,
@@ -209,6 +238,79 @@ def run_predict(args: argparse.Namespace, defaults: Defaults) -> None:
         )
         plot_forecast(history.candles, result.forecast, args.plot, title=title)
         print(f"plot written to {args.plot}", file=sys.stderr)
+
+
+def run_backtest(args: argparse.Namespace, defaults: Defaults) -> None:
+    _check_folders(("--json", args.json), ("--report", args.report))
+    history = _read_history(args.file)
+    instrument = args.instrument or args.file.stem
+    isin = instrument if _is_isin(instrument) else None
+    try:
+        calendar = trading_calendar(history, args.calendar, isin)
+    except ForecastError as error:
+        raise UsageError(str(error)) from error
+    loaded = _load_backend(args, defaults)
+    config = BacktestConfig(
+        horizon_days=args.horizon_days, origins=args.origins, window=args.window, seed=args.seed
+    )
+    with tqdm(desc="backtest", unit="origin", file=sys.stderr) as bar:
+        try:
+            run = backtest_backend(
+                history.candles,
+                loaded.backend,
+                calendar,
+                config,
+                samples=args.samples,
+                conformal=args.conformal,
+                conformal_origins=defaults.forecast.calibration_origins,
+                series=args.file.stem,
+                progress=lambda done, total: _advance(bar, done, total),
+            )
+        except ValueError as error:
+            raise UsageError(f"{args.file}: {error}") from error
+    run.summary["backend"]["fallback_reason"] = loaded.fallback_reason
+    print(summary_table(run.summary))
+    if args.json is not None:
+        args.json.write_text(json.dumps(run.summary, indent=1), encoding="utf-8")
+        print(f"summary written to {args.json}", file=sys.stderr)
+    if args.report is not None:
+        write_html(run.summary, run.frame, args.report, f"Backtest of {args.file.name}")
+        print(f"report written to {args.report}", file=sys.stderr)
+
+
+def _check_folders(*options: tuple[str, Path | None]) -> None:
+    """UsageError for an output file whose folder does not exist (before any work is done)."""
+    for option, path in options:
+        if path is not None and not path.parent.is_dir():
+            raise UsageError(f"{option} {path}: the folder {path.parent} does not exist")
+
+
+def _read_history(path: Path) -> History:
+    try:
+        return resolve_history(path.stem, read_candles_file(path), [])
+    except (OSError, ValueError) as error:  # InvalidRequestError is a ValueError
+        raise UsageError(f"{path}: {error}") from error
+
+
+def _advance(bar: tqdm, done: int, total: int) -> None:
+    bar.total = total
+    bar.update(done - bar.n)
+
+
+def _load_backend(
+    args: argparse.Namespace, defaults: Defaults, *, clip: float | None = None
+) -> LoadedBackend:
+    """The backend of `--mode` with this command's checkpoint options; says so on stderr when
+    `auto` falls back to the simulator."""
+    settings = dataclasses.replace(
+        _model_settings(args, defaults),
+        max_context=args.max_context,
+        clip=defaults.model.clip if clip is None else clip,
+    )
+    loaded = load_backend(args.mode, settings, warm_up)
+    if loaded.fallback_reason:
+        print(f"auto mode: serving the simulator: {loaded.fallback_reason}", file=sys.stderr)
+    return loaded
 
 
 def run_download(args: argparse.Namespace, defaults: Defaults) -> None:
@@ -339,6 +441,25 @@ def _device(args: argparse.Namespace) -> torch.device:
         raise UsageError(str(error)) from error
 
 
+def _add_series_options(parser: argparse.ArgumentParser, forecast: ForecastSettings) -> None:
+    """The candles file, the backend that forecasts it, and what the file is."""
+    parser.add_argument("file", type=Path, help="timestamp, open, high, low, close[, volume, …]")
+    parser.add_argument(
+        "--mode",
+        choices=mode_names(),
+        default=forecast.mode,
+        help="backend: auto (Kronos, else the simulator) or one backend (default: KRONOS_MODE)",
+    )
+    parser.add_argument(
+        "--instrument", default=None, help="its ISIN or symbol (default: the file name)"
+    )
+    parser.add_argument(
+        "--calendar",
+        default=None,
+        help="XNYS, 24/5, 24/7, history, ... (default: the ISIN's exchange, else inferred)",
+    )
+
+
 def _add_artifact_options(parser: argparse.ArgumentParser, model: ModelSettings) -> None:
     group = parser.add_argument_group("checkpoints (defaults from KRONOS_* variables)")
     group.add_argument("--model", default=model.model_id, help="hub repo id or local folder")
@@ -387,6 +508,13 @@ def _positive_float(text: str) -> float:
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"{text} is not a positive number")
     return value
+
+
+def _horizon_list(text: str) -> tuple[int, ...]:
+    values = tuple(_positive_int(part) for part in text.split(","))
+    if len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(f"{text}: a horizon appears more than once")
+    return tuple(sorted(values))
 
 
 def _quantile_list(text: str) -> tuple[float, ...]:

@@ -79,6 +79,8 @@ class ForecastSettings:
     max_prediction_bars: int = 512
     data_dir: Path | None = None
     allow_synthetic_history: bool = False
+    calibrate: bool = False
+    calibration_origins: int = 30
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ForecastSettings:
@@ -107,6 +109,10 @@ class ForecastSettings:
             data_dir=read.directory("KRONOS_DATA_DIR"),
             allow_synthetic_history=read.flag(
                 "KRONOS_ALLOW_SYNTHETIC_HISTORY", cls.allow_synthetic_history
+            ),
+            calibrate=read.flag("KRONOS_CALIBRATE", cls.calibrate),
+            calibration_origins=read.integer(
+                "KRONOS_CALIBRATION_ORIGINS", cls.calibration_origins, minimum=5, maximum=200
             ),
         )
 

@@ -1,13 +1,14 @@
 """Conformal calibration of any backend's sample paths from a backtest on the request's history.
 
-Inner origins: the last `origins` positions of the history that leave `min_window` bars before
-them and a realised future after them. The backend forecasts each (one batched call); at each
-step ahead the realised close's distance from the forecast median is measured in units of the
-forecast's half-band (above: P_hi − median; below: median − P_lo, in log price) for the 80 % and
-90 % bands. The split-conformal quantile of those distances (rank ⌈(n + 1)·c⌉ of n) is the factor
-that makes that band cover c of the inner origins; the factor of a step is the mean over both
-bands, pooled over steps in doubling buckets (1, 2–3, 4–7, …). Inner origins overlap and are few,
-so the factor's logarithm is shrunk towards 0 by origins / (origins + SHRINK_ORIGINS) and the
+Inner origins: the last `origins` positions of the history that leave `min_window` bars before them
+and a realised future after them; each inner forecast sees at most `window` bars (the outer
+forecast's lookback), else all bars before its origin. The backend forecasts each (one batched
+call); at each step ahead the realised close's distance from the forecast median is measured in
+units of the forecast's half-band (above: P_hi − median; below: median − P_lo, in log price) for
+the 80 % and 90 % bands. The split-conformal quantile of those distances (rank ⌈(n + 1)·c⌉ of n) is
+the factor that makes that band cover c of the inner origins; the factor of a step is the mean over
+both bands, pooled over steps in doubling buckets (1, 2–3, 4–7, …). Inner origins overlap and are
+few, so the factor's logarithm is shrunk towards 0 by origins / (origins + SHRINK_ORIGINS) and the
 factor clipped to [0.67, 2]: a handful of origins moves the bands little.
 
 Applying it spreads every path's log prices away from the per-step median close by the step's
@@ -35,6 +36,7 @@ FACTOR_RANGE = (0.67, 2.0)
 SHRINK_ORIGINS = 30
 DEFAULT_ORIGINS = 30
 MIN_WINDOW = 100
+METHOD = "split-conformal band scaling"
 
 
 @dataclass(frozen=True)
@@ -58,34 +60,57 @@ class ConformalFit:
     reason: str = ""
 
     def metadata(self) -> dict[str, object]:
-        """What a response says about its calibration."""
+        """What a response says about its calibration (`metadata.calibration`)."""
         return {
-            "method": "split-conformal band scaling",
+            "requested": True,
             "calibrated": self.calibrated,
+            "method": METHOD if self.calibrated else None,
             "origins": self.origins,
             "checked_steps": self.checked_steps,
-            "factor_first_step": float(self.factors[0]),
-            "factor_last_step": float(self.factors[-1]),
+            "factor_first_step": float(self.factors[0]) if self.calibrated else None,
+            "factor_last_step": float(self.factors[-1]) if self.calibrated else None,
             "coverage_before": self.coverage_before,
-            "reason": self.reason,
+            "reason": self.reason or None,
         }
 
 
+def not_requested() -> dict[str, object]:
+    """`metadata.calibration` of a forecast that was not asked to be calibrated."""
+    return {
+        "requested": False,
+        "calibrated": False,
+        "method": None,
+        "origins": 0,
+        "checked_steps": 0,
+        "factor_first_step": None,
+        "factor_last_step": None,
+        "coverage_before": {},
+        "reason": "not requested",
+    }
+
+
 def inner_windows(
-    history: pd.DataFrame, steps: int, *, origins: int, min_window: int, seed: int
+    history: pd.DataFrame,
+    steps: int,
+    *,
+    origins: int,
+    min_window: int,
+    seed: int,
+    window: int | None = None,
 ) -> tuple[list[Window], int]:
-    """The inner backtest's windows and the number of steps each can check."""
+    """The inner backtest's windows (at most `window` bars each) and the steps each can check."""
     available = len(history) - min_window - origins + 1
     checked = min(steps, available)
     if checked < 1:
         return [], 0
-    window = len(history) - checked - origins + 1
+    first = len(history) - checked - origins + 1  # the first inner origin
+    length = first if window is None else min(window, first)
     windows = []
     for k in range(origins):
-        end = window + k
+        end = first + k
         windows.append(
             Window(
-                history.iloc[end - window : end],
+                history.iloc[end - length : end],
                 pd.DatetimeIndex(history.index[end : end + checked]),
                 seed + k,
             )
@@ -101,10 +126,12 @@ def fit_conformal(
     origins: int = DEFAULT_ORIGINS,
     min_window: int = MIN_WINDOW,
     seed: int = 0,
+    window: int | None = None,
 ) -> ConformalFit:
-    """Band factors for `steps` future bars of `forecast` on `history` (candles by timestamp)."""
+    """Band factors for `steps` future bars of `forecast` on `history` (candles by timestamp);
+    the inner forecasts are one call of `forecast`."""
     windows, checked = inner_windows(
-        history, steps, origins=origins, min_window=min_window, seed=seed
+        history, steps, origins=origins, min_window=min_window, seed=seed, window=window
     )
     if not windows:
         reason = (
@@ -113,7 +140,7 @@ def fit_conformal(
         )
         return ConformalFit(np.ones(steps), False, 0, 0, {}, reason)
     close = history["close"].to_numpy(dtype=np.float64)
-    start = len(windows[0].history)
+    start = len(history) - checked - origins + 1  # position of the first inner origin
     distances = {band: np.empty((origins, checked)) for band in BANDS}
     for k, paths in enumerate(forecast(windows)):
         log_paths = np.log(paths[:, :checked, CLOSE])  # (S, checked)

@@ -3,8 +3,10 @@
 `run_forecast(backend, history, request, settings)`: resolve the trading calendar (the request's,
 the data folder's, the ISIN country's default, or one inferred from the history), lay out the
 future bars of `horizon_days` sessions, check them against the limits, choose the lookback window
-and the seed, ask the backend for sample paths, and summarise them per day (price, quantiles,
-P(up), confidence) and, if asked, per bar. It raises only `kronos_integration.errors` classes.
+and the seed, ask the backend for sample paths, calibrate their bands when asked (a conformal
+backtest on the history's last origins, `conformal.py`), and summarise them per day (price,
+quantiles, P(up), confidence) and, if asked, per bar. It raises only `kronos_integration.errors`
+classes.
 """
 
 from __future__ import annotations
@@ -19,10 +21,23 @@ import numpy as np
 import pandas as pd
 
 from kronos_integration.backends.base import Backend, BackendInfo, ForecastTask
-from kronos_integration.calendars import HISTORY, TradingCalendar, future_grid, resolve_calendar
+from kronos_integration.calendars import (
+    ResolvedCalendar,
+    TradingCalendar,
+    future_grid,
+    resolve_calendar,
+)
 from kronos_integration.candles import MIN_HISTORY_BARS, validate_candles
 from kronos_integration.config import ForecastSettings
+from kronos_integration.conformal import (
+    MIN_WINDOW,
+    ConformalFit,
+    apply_conformal,
+    fit_conformal,
+    not_requested,
+)
 from kronos_integration.errors import DeadlineExceededError, InvalidRequestError
+from kronos_integration.evaluation.forecasters import from_backend
 from kronos_integration.forecast import Forecast, check_quantile_levels
 from kronos_integration.grid import FutureGrid
 from kronos_integration.history import History, synthetic_history
@@ -45,6 +60,8 @@ class ForecastResult:
         sampling: how the paths were drawn (the seed is the one used).
         calendar: the trading calendar's name and where it came from (`request`, `data_dir`,
             `isin`, `history`).
+        calibration: whether and how the bands were calibrated (`conformal.ConformalFit.metadata`
+            or `conformal.not_requested()`, plus `elapsed_ms`).
         elapsed_s, backend_s: seconds for the whole pipeline, and in the backend.
     """
 
@@ -58,6 +75,7 @@ class ForecastResult:
     lookback: int
     sampling: Sampling
     calendar: dict[str, str]
+    calibration: dict[str, Any]
     fallback_reason: str | None
     elapsed_s: float
     backend_s: float
@@ -89,6 +107,7 @@ class ForecastResult:
             "history_source": self.history.source,
             "bar_interval": str(pd.Timedelta(self.grid.bar_interval).isoformat()),
             "calendar": self.calendar,
+            "calibration": self.calibration,
             "sample_count": sampling.sample_count,
             "seed": sampling.seed,
             "temperature": sampling.temperature,
@@ -136,11 +155,17 @@ def run_forecast(
     )
     task = ForecastTask(history.candles.iloc[-lookback:], grid.timestamps, sampling, deadline)
     backend_started = time.perf_counter()
+    calibration: dict[str, Any] = {**not_requested(), "elapsed_ms": 0.0}
     try:
         (paths,) = backend.forecast([task])
+        backend_s = time.perf_counter() - backend_started
+        if settings.calibrate if request.calibrate is None else request.calibrate:
+            fit = _fit_calibration(backend, history, task, settings)
+            paths = apply_conformal(paths, fit)
+            calibration_s = time.perf_counter() - backend_started - backend_s
+            calibration = {**fit.metadata(), "elapsed_ms": round(calibration_s * 1000, 2)}
     except TimeoutError as error:
         raise DeadlineExceededError(str(error)) from error
-    backend_s = time.perf_counter() - backend_started
     if not np.isfinite(paths).all():
         raise InvalidRequestError(
             "candles", "the forecast for this history is not finite (values too large or small)"
@@ -159,9 +184,36 @@ def run_forecast(
         lookback=lookback,
         sampling=sampling,
         calendar={"name": calendar[0].name, "source": calendar[1]},
+        calibration=calibration,
         fallback_reason=fallback_reason,
         elapsed_s=time.perf_counter() - started,
         backend_s=backend_s,
+    )
+
+
+def _fit_calibration(
+    backend: Backend, history: History, task: ForecastTask, settings: ForecastSettings
+) -> ConformalFit:
+    """Conformal band factors for `task` from `settings.calibration_origins` inner origins of
+    the history, each forecast from as many bars as `task` and with its sampling (one batched
+    backend call, split only past `evaluation.forecasters.MAX_ROWS` sample paths)."""
+    sampling, lookback = task.sampling, len(task.candles)
+    forecaster = from_backend(
+        backend,
+        sampling.sample_count,
+        temperature=sampling.temperature,
+        top_k=sampling.top_k,
+        top_p=sampling.top_p,
+        deadline=task.deadline,
+    )
+    return fit_conformal(
+        history.candles,
+        forecaster,
+        len(task.future),
+        origins=settings.calibration_origins,
+        min_window=min(MIN_WINDOW, lookback),
+        seed=(sampling.seed + 1) % MAX_SEED,
+        window=lookback,
     )
 
 
@@ -173,18 +225,24 @@ def warm_up(backend: Backend) -> ForecastResult:
     return run_forecast(backend, history, request, ForecastSettings())
 
 
-def _calendar(request: ForecastRequest, history: History) -> tuple[TradingCalendar, str]:
-    """The trading calendar and where it came from; InvalidRequestError for an unknown name."""
-    name = request.calendar or history.calendar
-    source = "request" if request.calendar else history.source
-    isin = request.instrument if request.instrument_type == "isin" else None
+def trading_calendar(history: History, name: str | None, isin: str | None) -> ResolvedCalendar:
+    """A forecast's trading calendar: `name` (the request's), else the one stored with the history
+    (the data folder's), else the ISIN's country's, else one inferred from the bars; its source
+    is `request`, `data_dir`, `isin` or `history`. InvalidRequestError for an unknown name."""
+    stored = name or history.calendar
     try:
-        if name is None or name.lower() == HISTORY:
-            resolved = resolve_calendar(isin=None if name else isin, timestamps=history.timestamps)
-            return resolved.calendar, resolved.source if name is None else source
-        return resolve_calendar(name).calendar, source
+        resolved = resolve_calendar(stored, isin=isin, timestamps=history.timestamps)
     except ValueError as error:
         raise InvalidRequestError("calendar", str(error)) from None
+    if stored is None:
+        return resolved
+    return ResolvedCalendar(resolved.calendar, "request" if name else "data_dir")
+
+
+def _calendar(request: ForecastRequest, history: History) -> tuple[TradingCalendar, str]:
+    isin = request.instrument if request.instrument_type == "isin" else None
+    resolved = trading_calendar(history, request.calendar, isin)
+    return resolved.calendar, resolved.source
 
 
 def _future_grid(

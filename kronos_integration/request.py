@@ -1,4 +1,5 @@
-"""What a caller asks for: `ForecastRequest`, and the resolved `Sampling` a backend draws with."""
+"""What a caller asks for: `ForecastRequest` and `BacktestRequest`, and the resolved `Sampling` a
+backend draws with."""
 
 from __future__ import annotations
 
@@ -41,6 +42,8 @@ class ForecastRequest:
         lookback: history bars handed to the backend; None for the configured policy.
         include_path: also report every future bar.
         include_history: also report the history bars the backend saw (the lookback window).
+        calibrate: rescale the bands by a conformal backtest on the history; None for the
+            configured default (`ForecastSettings.calibrate`).
     """
 
     instrument: str
@@ -57,3 +60,28 @@ class ForecastRequest:
     lookback: int | None = None
     include_path: bool = False
     include_history: bool = False
+    calibrate: bool | None = None
+
+
+@dataclass(frozen=True)
+class BacktestRequest:
+    """A rolling-origin backtest of the serving backend on one instrument's history.
+
+    Attributes:
+        instrument, instrument_type, calendar, candles: as in `ForecastRequest`.
+        horizon_days: trading days ahead to score (distinct, ascending).
+        origins: forecast origins, evenly spaced over the history.
+        window: history bars per forecast; None for the configured lookback.
+        samples: sample paths per forecast.
+        seed: the first origin's seed (origin k uses seed + k).
+    """
+
+    instrument: str
+    instrument_type: Literal["isin", "symbol"] = "isin"
+    calendar: str | None = None
+    candles: pd.DataFrame | None = None
+    horizon_days: tuple[int, ...] = (1, 5, 20)
+    origins: int = 50
+    window: int | None = None
+    samples: int = 32
+    seed: int = 0

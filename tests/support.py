@@ -4,9 +4,11 @@ an app with its backend loaded, and the problem+json check."""
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import Any
 
+import pytest
 from flask import Flask
 
 from app import create_app
@@ -14,6 +16,7 @@ from app.schemas import ProblemSchema
 from app.settings import Settings
 from app.state import WorkerState, worker_state
 from kronos_integration.config import ForecastSettings, ModelSettings
+from tests.hub_fixtures import point_hub_at
 
 SEED_REQUEST: dict[str, Any] = {"isin": "US67066G1040", "horizon_days": 5}
 """The request the seed service answered; it must keep working unchanged."""
@@ -77,3 +80,11 @@ def assert_problem(response: Any, status: int, field: str | None = None) -> dict
     if field is not None:
         assert field in body["errors"], body
     return body
+
+
+def isolate_environment(monkeypatch: pytest.MonkeyPatch, hf_home: Path) -> None:
+    """No KRONOS_* variable from outside, and an empty hub cache at `hf_home`, offline."""
+    for name in list(os.environ):
+        if name.startswith("KRONOS_"):
+            monkeypatch.delenv(name)
+    point_hub_at(monkeypatch, hf_home, offline=True)

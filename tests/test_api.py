@@ -653,6 +653,7 @@ def test_openapi_is_generated_from_the_schemas(client):
     assert set(spec["paths"]) == {
         "/predict",
         "/predict/batch",
+        "/backtest",
         "/health",
         "/health/ready",
         "/models",

@@ -20,7 +20,7 @@ from kronos_integration.cli import main
 from kronos_integration.config import DEFAULT_MODEL_ID, DEFAULT_TOKENIZER_ID
 from tests.checkpoints import GOLDEN
 from tests.hub_fixtures import build_hub_cache, fake_sha, point_hub_at, running_fake_hub
-from tests.support import loaded_app, make_settings
+from tests.support import isolate_environment, loaded_app, make_settings
 
 MODEL_DIR = GOLDEN / "tiny-model"
 TOKENIZER_DIR = GOLDEN / "tiny-tokenizer"
@@ -32,10 +32,7 @@ LOCAL = ["--model", str(MODEL_DIR), "--tokenizer", str(TOKENIZER_DIR)]
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No KRONOS_* or HF_* variable from outside; an empty hub cache, offline."""
-    for name in list(os.environ):
-        if name.startswith("KRONOS_"):
-            monkeypatch.delenv(name)
-    point_hub_at(monkeypatch, tmp_path / "hf-home", offline=True)
+    isolate_environment(monkeypatch, tmp_path / "hf-home")
 
 
 @pytest.fixture

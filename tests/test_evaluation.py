@@ -1,15 +1,11 @@
 """Backtests, scores, confidence and conformal calibration on real vendored series."""
 
-import json
-import subprocess
-import sys
-
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.stats
 
-from benchmarks.real_series import VENDORED_DIR, vendored
+from benchmarks.real_series import vendored
 from kronos_integration.backends.simulated import SimulatedBackend
 from kronos_integration.calendars import exchange_calendar
 from kronos_integration.confidence import band_confidence, day_confidence
@@ -134,49 +130,3 @@ def test_conformal_says_when_the_history_is_too_short():
     assert not fit.calibrated and fit.origins == 0
     assert "120 bars" in fit.reason
     assert fit.metadata()["calibrated"] is False
-
-
-def test_backtest_command_on_a_repository_csv(tmp_path):
-    """200 origins in simulated mode, offline: JSON summary and a self-contained HTML report."""
-    report, summary_file = tmp_path / "report.html", tmp_path / "summary.json"
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "kronos_integration.evaluation",
-            str(VENDORED_DIR / "IBM.csv"),
-            "--calendar",
-            "XNYS",
-            "--origins",
-            "200",
-            "--report",
-            str(report),
-            "--json",
-            str(summary_file),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr
-    summary = json.loads(summary_file.read_text())
-    assert summary["calendar"] == "XNYS"
-    assert summary["forecasts_per_model"] == 600  # 200 origins × 3 horizons
-    assert set(summary["models"]) == {"simulated", "random_walk", "drift", "gaussian_random_walk"}
-    assert summary["models"]["random_walk"]["horizons"]["1"]["coverage_0.8"] is None
-    page = report.read_text()
-    assert page.count("data:image/png;base64,") == 4
-    assert "<script" not in page and "http" not in page
-
-
-def test_backtest_command_names_a_bad_file(tmp_path):
-    missing = tmp_path / "nope.csv"
-    completed = subprocess.run(
-        [sys.executable, "-m", "kronos_integration.evaluation", str(missing)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert completed.returncode == 2 and "nope.csv" in completed.stderr

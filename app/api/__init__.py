@@ -12,7 +12,12 @@ from typing import Any, TypeVar
 from flask import Flask
 from flask_smorest import Api, Blueprint
 
-BLUEPRINTS: tuple[str, ...] = ("app.api.predict", "app.api.health", "app.api.models")
+BLUEPRINTS: tuple[str, ...] = (
+    "app.api.predict",
+    "app.api.backtest",
+    "app.api.health",
+    "app.api.models",
+)
 """Modules that each define a flask-smorest `blp`, registered in this order (in /openapi.json)."""
 PAGES: tuple[str, ...] = ("app.api.viewer",)
 """Modules that each define a plain Flask `blp`: pages for people, not in the API's spec."""

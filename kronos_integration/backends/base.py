@@ -55,6 +55,8 @@ class BackendInfo:
         max_bars: most future bars one forecast may generate, or None for no limit.
         sampling_options: the `Sampling` fields besides `sample_count`/`seed` that it applies.
         artifacts: the checkpoints it loaded, by role (`model`, `tokenizer`).
+        batches: it decodes tasks that share a horizon length and a `Sampling` as one batch
+            (one random stream), so callers with many tasks give them one `Sampling`.
     """
 
     name: str
@@ -65,6 +67,7 @@ class BackendInfo:
     max_bars: int | None = None
     sampling_options: frozenset[str] = frozenset({"temperature"})
     artifacts: Mapping[str, ArtifactInfo] = field(default_factory=dict)
+    batches: bool = False
 
 
 class Backend(Protocol):

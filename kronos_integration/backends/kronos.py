@@ -17,6 +17,7 @@ from kronos_integration.registry import (
     load_artifacts,
     resolve_device,
 )
+from kronos_integration.request import Sampling
 
 NAME = "kronos"
 
@@ -35,6 +36,7 @@ class KronosBackend:
             max_context=predictor.max_context,
             max_bars=predictor.max_context,
             sampling_options=frozenset({"temperature", "top_k", "top_p"}),
+            batches=True,
             artifacts={
                 "model": _describe(artifacts.model_spec, artifacts.model_sha, artifacts.model),
                 "tokenizer": _describe(
@@ -45,21 +47,19 @@ class KronosBackend:
 
     def forecast(self, tasks: Sequence[ForecastTask]) -> list[np.ndarray]:
         """Tasks that share one horizon length and one `Sampling` decode as one batch (one random
-        stream, seeded by that sampling); other tasks decode one by one with their own seeds."""
-        first = tasks[0]
-        shared = all(
-            len(t.future) == len(first.future) and t.sampling == first.sampling for t in tasks
-        )
-        groups = [list(tasks)] if shared else [[task] for task in tasks]
-        paths: list[np.ndarray] = []
-        for group in groups:
-            sampling = group[0].sampling
+        stream, seeded by that sampling); the answers come back in the tasks' order."""
+        groups: dict[tuple[int, Sampling], list[int]] = {}
+        for position, task in enumerate(tasks):
+            groups.setdefault((len(task.future), task.sampling), []).append(position)
+        paths: dict[int, np.ndarray] = {}
+        for (pred_len, sampling), positions in groups.items():
+            group = [tasks[p] for p in positions]
             deadlines = [t.deadline for t in group if t.deadline is not None]
             forecasts = self.predictor.forecast_batch(
                 [t.candles for t in group],
                 [pd.DatetimeIndex(t.candles.index) for t in group],
                 [t.future for t in group],
-                len(group[0].future),
+                pred_len,
                 sample_count=sampling.sample_count,
                 T=sampling.temperature,
                 top_k=sampling.top_k,
@@ -67,8 +67,8 @@ class KronosBackend:
                 seed=sampling.seed,
                 deadline=min(deadlines) if deadlines else None,
             )
-            paths.extend(forecast.paths for forecast in forecasts)
-        return paths
+            paths.update(zip(positions, (f.paths for f in forecasts), strict=True))
+        return [paths[p] for p in range(len(tasks))]
 
 
 def load(settings: ModelSettings) -> KronosBackend:

@@ -9,7 +9,7 @@ scores pool across instruments. Every model sees the same origins, windows and s
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,7 +39,7 @@ class BacktestConfig:
     horizon_days: tuple[int, ...] = (1, 5, 20)
     origins: int = 200
     window: int = 400
-    batch_size: int = 25
+    batch_size: int = 10
     seed: int = 0
 
 
@@ -94,12 +94,12 @@ def run_backtest(
     calendar: TradingCalendar,
     config: BacktestConfig = BacktestConfig(),
     *,
-    progress: Callable[[Iterable], Iterable] | None = None,
+    progress: Callable[[int, int], object] | None = None,
 ) -> BacktestResult:
     """Forecast every origin with every model and keep what scoring needs.
 
-    `progress` wraps the batch loop (e.g. tqdm) when given. Raises ValueError when the series is
-    too short for one origin.
+    `progress(done, total)` is called with origins forecast so far after each batch (e.g. to
+    move a progress bar). Raises ValueError when the series is too short for one origin.
     """
     plan = rolling_origins(candles, calendar, config)
     if not plan:
@@ -142,12 +142,18 @@ def run_backtest(
     )
     batches = [rows[i : i + config.batch_size] for i in range(0, len(rows), config.batch_size)]
     collected: dict[str, list[np.ndarray]] = {name: [] for name in models}
-    for batch in progress(batches) if progress else batches:
+    done = 0
+    if progress is not None:
+        progress(done, len(rows))
+    for batch in batches:
         windows = [row["window"] for row in batch]
         for name, forecast in models.items():
             for row, paths in zip(batch, forecast(windows), strict=True):
                 last = float(row["window"].history["close"].iloc[-1])
                 collected[name].append(paths[:, row["ends"], CLOSE].T / last)  # (D, S)
+        done += len(batch)
+        if progress is not None:
+            progress(done, len(rows))
     result.samples = {name: np.stack(values) for name, values in collected.items()}
     logger.info("backtest: %d origins, models %s", len(rows), ", ".join(models))
     return result
