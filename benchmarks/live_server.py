@@ -2,19 +2,24 @@
 
 ``LiveServer`` runs ``gunicorn -c gunicorn.conf.py wsgi:app`` from the repository root exactly as
 ``make serve`` does, only bound to ``127.0.0.1:<free port>`` and with the environment the caller
-gives, then waits until each worker has answered ``/health/ready`` with 200. Its output goes to a
-log file the caller can read afterwards (secret scans, JSON log checks).
+gives, then waits until each worker has answered ``/health/ready`` with 200. ``ProxiedServer``
+runs ``make serve-proxied``'s command instead: nginx on the free port in front of gunicorn on a
+unix socket. Their output goes to a log file the caller can read afterwards (secret scans, JSON
+log checks).
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -73,9 +78,9 @@ class LiveServer:
         self._args = extra_args
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, ready_timeout_s: float = 120.0) -> LiveServer:
-        """Start gunicorn and wait until every worker answers ``/health/ready`` with 200."""
-        command = [
+    def command(self) -> list[str]:
+        """The command line that starts the server."""
+        return [
             str(GUNICORN),
             "-c",
             "gunicorn.conf.py",
@@ -86,9 +91,12 @@ class LiveServer:
             *self._args,
             "wsgi:app",
         ]
+
+    def start(self, ready_timeout_s: float = 120.0) -> LiveServer:
+        """Start the server and wait until every worker answers ``/health/ready`` with 200."""
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                command, cwd=REPO_ROOT, env=self._env, stdout=log, stderr=subprocess.STDOUT
+                self.command(), cwd=REPO_ROOT, env=self._env, stdout=log, stderr=subprocess.STDOUT
             )
         self.wait_ready(ready_timeout_s)
         return self
@@ -148,3 +156,38 @@ class LiveServer:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+class ProxiedServer(LiveServer):
+    """``make serve-proxied`` (``python -m deploy.nginx.proxied``): nginx on the free loopback
+    port in front of gunicorn on a unix socket in a short-lived run directory."""
+
+    def __init__(self, env: Mapping[str, str], log_path: Path, *, workers: int = 2) -> None:
+        super().__init__(env, log_path, workers=workers)
+        # A short path: a unix socket's path may not exceed 107 bytes.
+        self.run_dir = Path(tempfile.mkdtemp(prefix="kronos-px-"))
+        self._env.update(
+            {
+                "KRONOS_HOST": "127.0.0.1",
+                "KRONOS_PORT": str(self.port),
+                "KRONOS_WORKERS": str(workers),
+            }
+        )
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "deploy.nginx.proxied", "--run-dir", str(self.run_dir)]
+
+    def gunicorn_pid(self) -> int:
+        """The gunicorn master's pid (from its pid file in the run directory)."""
+        return int((self.run_dir / "gunicorn.pid").read_text())
+
+    def stop(self, timeout_s: float = 30.0) -> int:
+        """SIGTERM the supervisor (nginx, then gunicorn, stop gracefully) and clean up; a master
+        still running after ``timeout_s`` (its pid file is still there) is killed."""
+        try:
+            return super().stop(timeout_s)
+        finally:
+            for pid_file in ("nginx.pid", "gunicorn.pid"):
+                with contextlib.suppress(OSError, ValueError):  # gone: it removed its pid file
+                    os.kill(int((self.run_dir / pid_file).read_text()), signal.SIGKILL)
+            shutil.rmtree(self.run_dir, ignore_errors=True)
