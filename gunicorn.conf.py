@@ -42,7 +42,13 @@ backlog = 256
 #       KRONOS_REQUEST_TIMEOUT_S, so the app's own 504 always comes first.
 #   graceful_timeout - on SIGTERM, in-flight requests get this long to finish.
 #   keepalive - seconds an idle keep-alive connection stays open for the next request of a client
-#       or proxy; short, since threads are the scarce resource.
+#       or proxy; short, since threads are the scarce resource. On SIGTERM gunicorn closes idle
+#       kept-alive connections within 2 s and answers a request arriving on one meanwhile with
+#       `Connection: close` (gthread's shutdown, tests/test_graceful.py).
+#   KEEPALIVE_MAX_REQUESTS - a connection is closed (`Connection: close`) after this many
+#       requests (`pre_request` below): a kept-alive client reconnects now and then, so after a
+#       worker restarts, its clients spread over every worker again instead of staying on the
+#       survivor for as long as they keep sending.
 #   preload_app - off: the app, and with it torch, must be created inside each worker.
 #   control_socket_disable - gunicorn 27's runtime control socket has one default path per user,
 #       which several instances on one host (tests, side-by-side replicas) would fight over.
@@ -53,6 +59,7 @@ threads = settings.threads
 timeout = settings.timeout_s
 graceful_timeout = settings.graceful_timeout_s
 keepalive = 5
+KEEPALIVE_MAX_REQUESTS = 20
 preload_app = False
 control_socket_disable = True
 
@@ -77,6 +84,7 @@ proc_name = "kronos"
 # Server hooks
 #
 #   post_fork - in the new worker: size torch's thread pool for this worker's share of the cores.
+#   pre_request - close the connection after KEEPALIVE_MAX_REQUESTS requests (above).
 #   post_worker_init - in the worker, once the app is imported: load and warm up the backend; a
 #       model that cannot be served stops the whole server (WORKER_BOOT_ERROR).
 #   on_starting / child_exit / on_exit - Prometheus multiprocess mode: every worker writes its
@@ -94,6 +102,11 @@ def post_fork(server: Any, worker: Any) -> None:
 
     torch.set_num_threads(settings.torch_threads)
     torch.set_num_interop_threads(1)
+
+
+def pre_request(worker: Any, req: Any) -> None:
+    if req.req_number >= KEEPALIVE_MAX_REQUESTS:
+        req.must_close = True  # gunicorn then answers with `Connection: close`
 
 
 def post_worker_init(worker: Any) -> None:
