@@ -32,6 +32,10 @@ install: $(DEV) ## create .venv with runtime + dev dependencies (idempotent)
 serve: $(RUNTIME) ## start gunicorn on port 5001 with the embedded defaults
 	$(VENV)/bin/gunicorn -c gunicorn.conf.py wsgi:app
 
+.PHONY: serve-proxied
+serve-proxied: $(RUNTIME) ## the system nginx on KRONOS_PORT in front of gunicorn on a unix socket
+	$(PY) -m deploy.nginx.proxied
+
 lint: $(DEV)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

@@ -1,8 +1,9 @@
 """One object per request for what the hooks and views share, kept on `flask.g`, with one clock.
 
 `open_request` (the first before-request hook) assigns the request id (the client's
-`X-Request-ID` when it is sane, else a new one) and starts the clock; everything later reads and
-writes this `RequestContext` instead of its own `g` keys. `time.monotonic()` is the only clock.
+`X-Request-ID` when it is short and of safe characters, else a new one) and starts the clock;
+everything later reads and writes this `RequestContext` instead of its own `g` keys.
+`time.monotonic()` is the only clock.
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ if TYPE_CHECKING:
     from app.backpressure import InflightSlot
 
 REQUEST_ID_HEADER = "X-Request-ID"
-_ACCEPTED_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+# A client's id lands in a response header, every problem document and every log line of its
+# request: only 1-64 of these characters (a UUID, a W3C trace id, nginx's $request_id) are kept.
+REQUEST_ID_MAX_LENGTH = 64
+_ACCEPTED_REQUEST_ID = re.compile(rf"[A-Za-z0-9._:-]{{1,{REQUEST_ID_MAX_LENGTH}}}")
 
 
 @dataclass

@@ -1,15 +1,19 @@
 """Strict JSON bodies: a body not declared JSON is refused (415); duplicate keys, NaN/Infinity
-literals and absurd nesting are refused (400).
+literals, integer literals too long to convert and absurd nesting are refused (400).
 
 Python's ``json`` module silently keeps the last of duplicate keys, accepts ``NaN`` and
-``Infinity``, and raises ``RecursionError`` (a 500) on a body nested a hundred thousand levels
-deep. This before-request hook parses every JSON request body once with those holes closed and
-answers 400 problem+json naming the problem, before the schemas see the body.
+``Infinity``, raises ``RecursionError`` on a body nested a hundred thousand levels deep and a
+plain ``ValueError`` on an integer literal of more than ``sys.get_int_max_str_digits()`` (4,300)
+digits; each of those would be a 500. This before-request hook parses every JSON request body
+once with those holes closed and answers 400 problem+json naming the problem, before the schemas
+see the body. Whatever the parser raises becomes :class:`StrictJSONError`, so no body can turn
+into a 5xx here or in the access log, which reads the same parse.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 from flask import Response, request
@@ -39,16 +43,33 @@ def _no_constants(name: str) -> Any:
     raise StrictJSONError(f"{name} is not a JSON number")
 
 
+def _bounded_int(literal: str) -> int:
+    limit = sys.get_int_max_str_digits()
+    digits = len(literal.lstrip("-"))
+    if limit and digits > limit:
+        raise StrictJSONError(f"an integer literal of {digits} digits is longer than {limit}")
+    return int(literal)
+
+
 def parse_strict(body: bytes) -> Any:
     """Decode ``body`` (UTF-8 JSON) or raise :class:`StrictJSONError` saying why not."""
     try:
-        return json.loads(body, object_pairs_hook=_unique_keys, parse_constant=_no_constants)
+        return json.loads(
+            body,
+            object_pairs_hook=_unique_keys,
+            parse_constant=_no_constants,
+            parse_int=_bounded_int,
+        )
+    except StrictJSONError:
+        raise
     except RecursionError:
         raise StrictJSONError("the body is nested too deeply") from None
     except UnicodeDecodeError:
         raise StrictJSONError("the body is not UTF-8") from None
     except json.JSONDecodeError as error:
         raise StrictJSONError(f"{error.msg} at line {error.lineno} column {error.colno}") from None
+    except ValueError:  # anything else json can raise on some input: never a 500
+        raise StrictJSONError("the body cannot be decoded as JSON") from None
 
 
 def request_body() -> bytes:

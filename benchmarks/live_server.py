@@ -2,12 +2,15 @@
 
 ``LiveServer`` runs ``gunicorn -c gunicorn.conf.py wsgi:app`` from the repository root exactly as
 ``make serve`` does, only on a loopback port and with the environment the caller gives, then waits
-until each worker has answered ``/health/ready`` with 200. Its output goes to a log file the caller
-can read afterwards (secret scans, JSON log checks).
+until each worker has answered ``/health/ready`` with 200. ``ProxiedServer`` runs
+``make serve-proxied``'s command instead: nginx on the loopback port in front of gunicorn on a unix
+socket. Their output goes to a log file the caller can read afterwards (secret scans, JSON log
+checks).
 
 No port is picked, released and bound again later (another process could take it in between): the
 listening socket is made here, on a port the kernel chooses, and handed to gunicorn as an inherited
-file descriptor (``--bind fd://N``), so the port is the server's from the start.
+file descriptor (``--bind fd://N``), so the port is the server's from the start. nginx cannot take
+a socket that way, so ``ProxiedServer`` releases it just before nginx binds the same port.
 """
 
 from __future__ import annotations
@@ -16,10 +19,12 @@ import contextlib
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -104,26 +109,35 @@ class LiveServer:
         self._args = extra_args
         self.process: subprocess.Popen[bytes] | None = None
 
+    def command(self, listener: socket.socket) -> list[str]:
+        """The command line that starts the server on `listener` (inherited by the child)."""
+        return gunicorn_command(listener, self.workers, *self._args)
+
     def start(self, ready_timeout_s: float = 120.0) -> LiveServer:
-        """Start gunicorn and wait until every worker answers ``/health/ready`` with 200.
+        """Start the server and wait until every worker answers ``/health/ready`` with 200.
 
         Connections made before gunicorn accepts wait in the socket's backlog (not refused).
         """
         listener = self._listener
         if listener is None:
             raise RuntimeError("a LiveServer starts once; make a new one")
+        command, inherited = self.command(listener), self.inherited_fds(listener)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                gunicorn_command(listener, self.workers, *self._args),
+                command,
                 cwd=REPO_ROOT,
                 env=self._env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                pass_fds=(listener.fileno(),),
+                pass_fds=inherited,
             )
-        self._close_listener()  # gunicorn holds it now: the port closes when the master exits
+        self._close_listener()  # the child holds it now: the port closes when the master exits
         self.wait_ready(ready_timeout_s)
         return self
+
+    def inherited_fds(self, listener: socket.socket) -> tuple[int, ...]:
+        """File descriptors the child inherits: the listening socket."""
+        return (listener.fileno(),)
 
     def wait_ready(self, timeout_s: float) -> None:
         """Poll ``/health/ready`` until every worker (told apart by ``worker_pid``) answered 200.
@@ -201,3 +215,44 @@ class LiveServer:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+class ProxiedServer(LiveServer):
+    """``make serve-proxied`` (``python -m deploy.nginx.proxied``): nginx on the loopback port in
+    front of gunicorn on a unix socket in a short-lived run directory."""
+
+    def __init__(self, env: Mapping[str, str], log_path: Path, *, workers: int = 2) -> None:
+        super().__init__(env, log_path, workers=workers)
+        # A short path: a unix socket's path may not exceed 107 bytes.
+        self.run_dir = Path(tempfile.mkdtemp(prefix="kronos-px-"))
+        self._env.update(
+            {
+                "KRONOS_HOST": "127.0.0.1",
+                "KRONOS_PORT": str(self.port),
+                "KRONOS_WORKERS": str(workers),
+            }
+        )
+
+    def command(self, listener: socket.socket) -> list[str]:
+        return [sys.executable, "-m", "deploy.nginx.proxied", "--run-dir", str(self.run_dir)]
+
+    def inherited_fds(self, listener: socket.socket) -> tuple[int, ...]:
+        """None: nginx binds the port itself, so it is released here just before (the one
+        moment another process could take it)."""
+        self._close_listener()
+        return ()
+
+    def gunicorn_pid(self) -> int:
+        """The gunicorn master's pid (from its pid file in the run directory)."""
+        return int((self.run_dir / "gunicorn.pid").read_text())
+
+    def stop(self, timeout_s: float = 30.0) -> int:
+        """SIGTERM the supervisor (nginx, then gunicorn, stop gracefully) and clean up; a master
+        still running after ``timeout_s`` (its pid file is still there) is killed."""
+        try:
+            return super().stop(timeout_s)
+        finally:
+            for pid_file in ("nginx.pid", "gunicorn.pid"):
+                with contextlib.suppress(OSError, ValueError):  # gone: it removed its pid file
+                    os.kill(int((self.run_dir / pid_file).read_text()), signal.SIGKILL)
+            shutil.rmtree(self.run_dir, ignore_errors=True)

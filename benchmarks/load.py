@@ -1,10 +1,19 @@
-"""Load benchmark: a real gunicorn (simulated mode) driven by a bounded pool of client threads.
+"""Load benchmark: a real gunicorn driven by a bounded pool of client threads.
 
     python -m benchmarks.load [--clients 16] [--seconds 30] [--workers 2] [--threads 8]
+    python -m benchmarks.load --mode kronos --clients 1,2,4,8,16 [--shape small] [--seconds 30]
 
 Each client thread sends the seed's request (``POST /predict``) back to back on fresh loopback
 connections for the given time. Prints latency percentiles, throughput and counts by status, then
-one JSON line. Exits 1 if any answer was neither 200 nor a documented 429, or a request failed.
+one JSON line per run. Exits 1 if any answer was neither 200 nor a documented 429, or a request
+failed.
+
+``--mode kronos`` serves a random-weight checkpoint of a published Kronos layout
+(``benchmarks/checkpoints.py``, Kronos-small by default) instead of the simulator. A list of
+client counts runs each level in turn against the same server (idle in between) and ends with
+the goodput targets of issue 10: completed forecasts per second at the highest level at least
+80 % of the best rate at any lower level, and p99 of the answered requests there at most 3x the
+p50 of one client alone.
 """
 
 from __future__ import annotations
@@ -20,10 +29,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from benchmarks.checkpoints import MODEL_LAYOUTS, save_random_checkpoints
 from benchmarks.live_server import LiveServer, request
 
 SEED_REQUEST = {"isin": "US67066G1040", "horizon_days": 5}
 ACCEPTED_STATUSES = frozenset({200, 429})
+GOODPUT_SHARE = 0.8  # forecasts/s at the top level vs the best lower level
+P99_FACTOR = 3.0  # p99 at the top level vs one client's p50
 
 
 @dataclass
@@ -103,37 +115,126 @@ def summarise(result: LoadResult, seconds: float, clients: int, workers: int) ->
     }
 
 
+def goodput_verdict(summaries: list[dict[str, object]]) -> dict[str, object]:
+    """Issue 10's targets over a sweep of client counts (the last level against the others)."""
+    top, lower = summaries[-1], summaries[:-1]
+    best_lower = max(float(str(s["ok_rps"])) for s in lower)
+    lone = next((s for s in summaries if s["clients"] == 1), None)
+    lone_p50 = lone["p50_ms"] if lone is not None else None
+    top_p99 = top["p99_ms"]
+    rate_share = float(str(top["ok_rps"])) / best_lower if best_lower else None
+    p99_ratio = (
+        float(str(top_p99)) / float(str(lone_p50))
+        if top_p99 is not None and lone_p50 is not None
+        else None
+    )
+    return {
+        "benchmark": "load-goodput",
+        "top_clients": top["clients"],
+        "best_lower_ok_rps": best_lower,
+        "rate_share": None if rate_share is None else round(rate_share, 3),
+        "rate_target_met": rate_share is not None and rate_share >= GOODPUT_SHARE,
+        "lone_p50_ms": lone_p50,
+        "top_p99_ms": top_p99,
+        "p99_ratio": None if p99_ratio is None else round(p99_ratio, 2),
+        "p99_target_met": p99_ratio is not None and p99_ratio <= P99_FACTOR,
+    }
+
+
+def client_levels(text: str) -> list[int]:
+    """``"1,2,4"`` -> [1, 2, 4] (ascending, each at least 1)."""
+    levels = sorted({int(part) for part in text.split(",") if part.strip()})
+    if not levels or levels[0] < 1:
+        raise argparse.ArgumentTypeError(f"client counts must be positive integers, got {text!r}")
+    return levels
+
+
+def wait_idle(port: int, timeout_s: float = 300.0) -> None:
+    """Wait until no prediction is in flight on any worker (abandoned ones included)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        metrics = request(port, "GET", "/metrics")[2].decode()
+        busy = [
+            line
+            for line in metrics.splitlines()
+            if line.startswith("kronos_inflight_predictions ") and float(line.split()[1]) > 0
+        ]
+        if not busy:
+            return
+        time.sleep(0.5)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--mode", choices=["simulated", "kronos"], default="simulated")
+    parser.add_argument(
+        "--shape", choices=sorted(MODEL_LAYOUTS), default="small", help="kronos mode's layout"
+    )
+    parser.add_argument(
+        "--clients", type=client_levels, default=[16], help="client count, or a list: 1,2,4,8,16"
+    )
+    parser.add_argument("--seconds", type=float, default=30.0, help="per client count")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8, help="gunicorn threads per worker")
     parser.add_argument("--max-inflight", type=int, default=4, help="KRONOS_MAX_INFLIGHT")
+    parser.add_argument(
+        "--torch-threads", type=int, help="KRONOS_TORCH_THREADS (default: cores/workers)"
+    )
     args = parser.parse_args(argv)
 
     env = {
-        "KRONOS_MODE": "simulated",
+        "KRONOS_MODE": args.mode,
         "KRONOS_MAX_INFLIGHT": str(args.max_inflight),
         "KRONOS_THREADS": str(args.threads),
         "KRONOS_LOG_FORMAT": "json",
     }
+    if args.torch_threads is not None:
+        env["KRONOS_TORCH_THREADS"] = str(args.torch_threads)
+    summaries = []
     with tempfile.TemporaryDirectory(prefix="kronos-load-") as scratch:
+        if args.mode == "kronos":
+            model_dir, tokenizer_dir = save_random_checkpoints(Path(scratch), args.shape)
+            env.update(
+                {
+                    "KRONOS_MODEL_ID": str(model_dir),
+                    "KRONOS_TOKENIZER_ID": str(tokenizer_dir),
+                    "KRONOS_ALLOW_SYNTHETIC_HISTORY": "1",
+                    "HF_HUB_OFFLINE": "1",
+                }
+            )
         server = LiveServer(env, Path(scratch) / "gunicorn.log", workers=args.workers)
-        with server:
-            result = drive(server.port, args.clients, args.seconds, SEED_REQUEST)
-    summary = summarise(result, args.seconds, args.clients, args.workers)
-    print(
-        f"{summary['requests']} requests in {args.seconds:g} s from {args.clients} clients "
-        f"on {args.workers} workers x {args.threads} threads: "
-        f"{summary['throughput_rps']} req/s; 200s p50 {summary['p50_ms']} ms, "
-        f"p95 {summary['p95_ms']} ms, p99 {summary['p99_ms']} ms; "
-        f"429s p50 {summary['refused_p50_ms']} ms; "
-        f"statuses {summary['statuses']}; failures {summary['failures']}"
+        with server.start(ready_timeout_s=600):
+            for clients in args.clients:
+                wait_idle(server.port)
+                result = drive(server.port, clients, args.seconds, SEED_REQUEST)
+                summary = summarise(result, args.seconds, clients, args.workers)
+                summaries.append((summary, result))
+                print(
+                    f"{summary['requests']} requests in {args.seconds:g} s from {clients} "
+                    f"clients on {args.workers} workers x {args.threads} threads "
+                    f"({args.mode}{' ' + args.shape if args.mode == 'kronos' else ''}): "
+                    f"{summary['throughput_rps']} req/s, {summary['ok_rps']} forecasts/s; "
+                    f"200s p50 {summary['p50_ms']} ms, p95 {summary['p95_ms']} ms, "
+                    f"p99 {summary['p99_ms']} ms; 429s p50 {summary['refused_p50_ms']} ms; "
+                    f"statuses {summary['statuses']}; failures {summary['failures']}",
+                    flush=True,
+                )
+                print(json.dumps({**summary, "mode": args.mode}), flush=True)
+    if len(summaries) > 1:
+        header = ("clients", "forecasts/s", "p50 ms", "p99 ms", "429s", "other")
+        print("{:>7} {:>11} {:>9} {:>9} {:>7} {:>6}".format(*header))
+        for summary, result in summaries:
+            other = sum(n for code, n in result.statuses.items() if code not in (200, 429))
+            print(
+                f"{summary['clients']:>7} {summary['ok_rps']:>11} {summary['p50_ms']!s:>9} "
+                f"{summary['p99_ms']!s:>9} {result.statuses.get(429, 0):>7} "
+                f"{other + sum(result.failures.values()):>6}"
+            )
+        print(json.dumps(goodput_verdict([summary for summary, _ in summaries])))
+    unexpected = any(
+        set(result.statuses) - ACCEPTED_STATUSES or result.failures for _, result in summaries
     )
-    print(json.dumps(summary))
-    unexpected = set(result.statuses) - ACCEPTED_STATUSES
-    return 1 if unexpected or result.failures else 0
+    return 1 if unexpected else 0
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ No container engine or cluster runs here, so this proves what can be proved offl
 health paths, env var names and values are the ones the app actually uses (`Settings.from_env`
 accepts every environment given), the image runs gunicorn as a non-root user, manifests pass
 the Kubernetes 1.37 schemas (`kubernetes-validate --strict`, bundled schemas), and `hadolint`
-finds nothing in the Dockerfile.
+finds nothing in the Dockerfile. The nginx in front (compose's `proxy`, the pod's `proxy`
+container) gets a value for every placeholder of deploy/nginx/templates, the same body limit as
+the app, and the app's port.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from tests.support import make_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 K8S = ROOT / "deploy" / "k8s"
+NGINX_TEMPLATE = ROOT / "deploy" / "nginx" / "templates" / "default.conf.template"
 GUNICORN_CMD = ["gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]
 PROCESS_VARIABLES = {
     "OMP_NUM_THREADS",
@@ -92,6 +95,25 @@ def compose_environment(service: dict[str, Any]) -> dict[str, str]:
 
 def container_environment(container: dict[str, Any]) -> dict[str, str]:
     return {item["name"]: item.get("value", "") for item in container.get("env", [])}
+
+
+def pod_containers() -> dict[str, dict[str, Any]]:
+    """The Deployment's containers by name."""
+    pod = manifests()["Deployment"]["spec"]["template"]["spec"]
+    return {container["name"]: container for container in pod["containers"]}
+
+
+def assert_nginx_environment_matches(
+    nginx_env: dict[str, str], app: Settings, upstream: str
+) -> None:
+    """nginx's template gets every value it needs, and they agree with the app's settings."""
+    placeholders = set(re.findall(r"\$\{(NGINX_[A-Z_]+)\}", NGINX_TEMPLATE.read_text()))
+    assert placeholders <= set(nginx_env), placeholders - set(nginx_env)
+    assert all(re.match(nginx_env["NGINX_ENVSUBST_FILTER"], name) for name in placeholders)
+    assert nginx_env["NGINX_UPSTREAM"] == upstream
+    assert int(nginx_env["NGINX_CLIENT_MAX_BODY_SIZE"]) == app.max_body_bytes
+    read_timeout_s = int(nginx_env["NGINX_PROXY_READ_TIMEOUT"].removesuffix("s"))
+    assert read_timeout_s > app.request_timeout_s, "the app's own 504 must come first"
 
 
 @pytest.fixture(scope="module")
@@ -223,7 +245,7 @@ def test_compose_serves_on_5001_with_a_cache_volume(settings_names: set[str]) ->
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     service = compose["services"]["ai-service"]
     port = Settings().port
-    assert service["ports"] == [f"{port}:{port}"]
+    assert "ports" not in service and service["expose"] == [str(port)], "only nginx is published"
     assert service["build"]["args"]["TORCH_INDEX_URL"] == dockerfile_env()["TORCH_INDEX_URL"]
     volume, target = service["volumes"][0].split(":")
     assert volume in compose["volumes"] and target == dockerfile_env()["HF_HOME"]
@@ -231,6 +253,25 @@ def test_compose_serves_on_5001_with_a_cache_volume(settings_names: set[str]) ->
     assert_names_are_read(set(env), settings_names)
     settings = Settings.from_env(env)
     assert (settings.port, settings.mode, settings.model.device) == (port, "auto", "cpu")
+
+
+def test_compose_puts_nginx_in_front_with_the_apps_limits() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    app, proxy = compose["services"]["ai-service"], compose["services"]["proxy"]
+    settings = Settings.from_env(compose_environment(app))
+    nginx_env = compose_environment(proxy)
+    assert_nginx_environment_matches(nginx_env, settings, f"ai-service:{settings.port}")
+    assert proxy["ports"] == [f"{settings.port}:{nginx_env['NGINX_LISTEN']}"]
+    assert proxy["depends_on"]["ai-service"]["condition"] == "service_healthy"
+    source, target, _ = proxy["volumes"][0].split(":")
+    assert (ROOT / source).resolve() == NGINX_TEMPLATE.parent and target == "/etc/nginx/templates"
+    assert (
+        app["environment"]["KRONOS_MAX_BODY_BYTES"]
+        == proxy["environment"]["NGINX_CLIENT_MAX_BODY_SIZE"]
+    ), "both follow the same KRONOS_MAX_BODY_BYTES"
+    for service in (app, proxy):
+        grace_s = int(service["stop_grace_period"].removesuffix("s"))
+        assert grace_s > settings.graceful_timeout_s
 
 
 def test_gpu_compose_selects_cuda_and_reserves_an_nvidia_device(settings_names: set[str]) -> None:
@@ -256,7 +297,7 @@ def test_deployment_probes_ports_and_environment_match_the_app(
 ) -> None:
     objects = manifests()
     pod = objects["Deployment"]["spec"]["template"]["spec"]
-    (container,) = pod["containers"]
+    container = pod_containers()["ai-service"]
     env = container_environment(container)
     assert_names_are_read(set(env), settings_names)
     settings = Settings.from_env(env)
@@ -284,7 +325,7 @@ def test_deployment_probes_ports_and_environment_match_the_app(
 def test_init_container_downloads_what_the_service_loads(settings_names: set[str]) -> None:
     pod = manifests()["Deployment"]["spec"]["template"]["spec"]
     (init,) = pod["initContainers"]
-    (service,) = pod["containers"]
+    service = pod_containers()["ai-service"]
     assert init["command"] == ["python", "-m", "kronos_integration", "download"]
     assert init["image"] == service["image"]
     init_env, service_env = container_environment(init), container_environment(service)
@@ -304,9 +345,29 @@ def test_service_autoscaler_and_budget_point_at_the_deployment() -> None:
     assert objects["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"].items() <= (
         pod_labels.items()
     )
-    (container,) = deployment["spec"]["template"]["spec"]["containers"]
-    assert objects["Service"]["spec"]["ports"][0]["targetPort"] == container["ports"][0]["name"]
+    proxy = pod_containers()["proxy"]
+    assert objects["Service"]["spec"]["ports"][0]["targetPort"] == proxy["ports"][0]["name"]
     target = objects["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]
     assert (target["kind"], target["name"]) == ("Deployment", deployment["metadata"]["name"])
     hpa = objects["HorizontalPodAutoscaler"]["spec"]
     assert objects["PodDisruptionBudget"]["spec"]["minAvailable"] < hpa["minReplicas"]
+
+
+def test_pod_puts_nginx_in_front_with_the_apps_limits_and_stops_it_first() -> None:
+    objects = manifests()
+    pod = objects["Deployment"]["spec"]["template"]["spec"]
+    app, proxy = pod_containers()["ai-service"], pod_containers()["proxy"]
+    settings = Settings.from_env(container_environment(app))
+    nginx_env = container_environment(proxy)
+    assert_nginx_environment_matches(nginx_env, settings, f"127.0.0.1:{settings.port}")
+    assert proxy["ports"][0]["containerPort"] == int(nginx_env["NGINX_LISTEN"])
+    template = objects["ConfigMap"]["data"]["default.conf.template"]
+    assert template == NGINX_TEMPLATE.read_text(), "deploy/k8s/nginx-template.yaml is a copy"
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    mounts = {mount["mountPath"]: mount["name"] for mount in proxy["volumeMounts"]}
+    template_volume = volumes[mounts["/etc/nginx/templates"]]
+    assert template_volume["configMap"]["name"] == objects["ConfigMap"]["metadata"]["name"]
+    assert proxy["readinessProbe"]["httpGet"]["port"] == proxy["ports"][0]["name"]
+    assert "nginx -s quit" in proxy["lifecycle"]["preStop"]["exec"]["command"][-1]
+    app_pause_s = int(app["lifecycle"]["preStop"]["exec"]["command"][-1])
+    assert pod["terminationGracePeriodSeconds"] > app_pause_s + settings.graceful_timeout_s

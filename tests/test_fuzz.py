@@ -11,6 +11,7 @@ minute on two cores; the long run is ``KRONOS_FUZZ_EXAMPLES=5000 pytest tests/te
 from __future__ import annotations
 
 import json
+import logging
 import os
 
 import pytest
@@ -139,6 +140,15 @@ HOSTILE_RAW: dict[str, tuple[bytes, str]] = {
         "application/json",
     ),
     "deeply nested arrays": (nested(100_000).encode(), "application/json"),
+    # json.loads raises a bare ValueError beyond sys.get_int_max_str_digits() (4,300 digits).
+    "integer of 5,000 digits": (
+        b'{"isin": "US0378331005", "horizon_days": ' + b"7" * 5000 + b"}",
+        "application/json",
+    ),
+    "integer of 5,000 digits in a batch item": (
+        b'{"items": [{"isin": "US0378331005", "horizon_days": 3, "seed": -' + b"9" * 5000 + b"}]}",
+        "application/json",
+    ),
     "invalid UTF-8": (b'{"isin": "\xff\xfe\xfd", "horizon_days": 3}', "application/json"),
     "UTF-16 body": (json.dumps(VALID).encode("utf-16"), "application/json"),
     "form-encoded body": (b"isin=US0378331005&horizon_days=3", "application/x-www-form-urlencoded"),
@@ -175,10 +185,28 @@ def test_hostile_json_is_refused_with_a_problem(hostile_client, name, path):
 
 
 @pytest.mark.parametrize("name", sorted(HOSTILE_RAW))
-def test_hostile_bytes_are_refused_with_a_problem(hostile_client, name):
+@pytest.mark.parametrize("path", ["/predict", "/predict/batch"])
+def test_hostile_bytes_are_refused_with_a_problem(hostile_client, name, path):
     payload, content_type = HOSTILE_RAW[name]
-    response = hostile_client.post("/predict", data=payload, content_type=content_type)
+    response = hostile_client.post(path, data=payload, content_type=content_type)
     assert_refused_as_problem(response)
+    assert response.get_json(force=True)["request_id"] == response.headers["X-Request-ID"]
+
+
+def test_an_overlong_integer_is_a_400_that_is_logged_and_counted(caplog):
+    app = simulated_app()
+    payload = b'{"isin": "US0378331005", "horizon_days": ' + b"1" * 5000 + b"}"
+    with caplog.at_level(logging.INFO, logger="kronos.access"):
+        response = app.test_client().post("/predict", data=payload, content_type="application/json")
+    assert_refused_as_problem(response)
+    assert response.status_code == 400
+    assert "5000 digits" in response.get_json(force=True)["detail"]
+    request_id = response.headers["X-Request-ID"]
+    (line,) = [r for r in caplog.records if r.name == "kronos.access"]
+    assert line.request_id == request_id and line.status == 400  # type: ignore[attr-defined]
+    metrics = app.test_client().get("/metrics").get_data(as_text=True)
+    counted = 'kronos_http_requests_total{endpoint="/predict",method="POST",status="400"} 1.0'
+    assert counted in metrics
 
 
 @pytest.mark.parametrize(
