@@ -278,8 +278,18 @@ def _lookback(
     settings: ForecastSettings,
 ) -> int:
     """Requested bars, else the configured lookback kept within max_context - pred_len when the
-    horizon leaves room for MIN_HISTORY_BARS; never more than the history has."""
+    horizon leaves room for MIN_HISTORY_BARS; never more than the history has.
+
+    A requested lookback above the context window is refused: the model sees at most
+    `max_context` bars, and a longer history only multiplies the work of every sliding bar.
+    """
     if requested is not None:
+        if requested > info.max_context:
+            raise InvalidRequestError(
+                "lookback",
+                f"must be at most {info.max_context} bars, the context window "
+                f"(KRONOS_MAX_CONTEXT={info.max_context})",
+            )
         return min(requested, available)
     lookback = settings.lookback
     room = info.max_context - pred_len

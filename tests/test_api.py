@@ -764,3 +764,10 @@ def test_include_history_returns_the_bars_the_model_saw(client):
         "history"
         not in client.post("/predict", json={**request, "include_history": False}).get_json()
     )
+
+
+def test_a_lookback_beyond_the_context_window_names_the_limit(client):
+    request = with_candles(make_candles(600), lookback=513)
+    body = assert_problem(client.post("/predict", json=request), 422, "lookback")
+    assert "KRONOS_MAX_CONTEXT=512" in body["errors"]["lookback"][0]
+    assert client.post("/predict", json={**request, "lookback": 512}).status_code == 200
