@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -16,7 +17,7 @@ from benchmarks.reference_decoding import reference_predict
 from kronos_integration.model import generation
 from kronos_integration.model.kernels import dtype_supported
 from kronos_integration.model.module import onednn_available
-from kronos_integration.predictor import KronosPredictor, prepare_series
+from kronos_integration.predictor import ForecastJob, KronosPredictor, prepare_series
 from kronos_integration.sampling import SamplingParams, sample_tokens
 from tests.checkpoints import TEST_DEVICE, make_tiny_pair
 
@@ -120,6 +121,77 @@ def test_forecast_returns_every_path_and_reproduces_from_its_seed(
     other = predictor.forecast(df, x_ts, y_ts, pred_len, sample_count=6, seed=first.seed + 1)
     assert not np.array_equal(other.paths, first.paths)
     assert len(np.unique(first.paths[:, -1, 3])) > 1  # sample paths really differ
+
+
+def _jobs(lookback: int, shapes: list[tuple[int, int]]) -> list[ForecastJob]:
+    """One job per (horizon, sample_count): its own history and seed."""
+    return [
+        ForecastJob(
+            [candles(lookback, seed=10 + k)],
+            [STAMPS[:lookback]],
+            [STAMPS[lookback : lookback + horizon]],
+            horizon,
+            sample_count=samples,
+            seed=100 + k,
+        )
+        for k, (horizon, samples) in enumerate(shapes)
+    ]
+
+
+def _paths(result: object) -> np.ndarray:
+    assert isinstance(result, list), result
+    return np.stack([forecast.paths for forecast in result])
+
+
+# (horizon, samples): ends early, fits exactly (40 + 24 = 64), slides, ends earliest
+BATCH_SHAPES = [(12, 4), (24, 3), (30, 2), (6, 8)]
+
+
+@pytest.mark.parametrize("lookback", [40, 64], ids=["fits-then-slides", "slides-at-once"])
+def test_a_seeded_job_gets_the_same_paths_alone_and_in_a_batch_of_four(
+    predictor: KronosPredictor, lookback: int
+) -> None:
+    """Each job draws from its own generator: decoded with three others (other histories,
+    horizons, sample counts and seeds) it gets exactly the paths it gets alone."""
+    jobs = _jobs(lookback, BATCH_SHAPES)
+    alone = [_paths(predictor.forecast_jobs([job])[0]) for job in jobs]
+    done: list[int] = []
+    batched = predictor.forecast_jobs(jobs, on_done=lambda index, _: done.append(index))
+    for job, paths, result in zip(jobs, alone, batched, strict=True):
+        assert paths.shape == (1, job.sample_count, job.pred_len, 6)
+        np.testing.assert_array_equal(_paths(result), paths)
+    assert done == [3, 0, 1, 2]  # each job as soon as its last bar is decoded
+    single = predictor.forecast(
+        jobs[1].df_list[0], STAMPS[:lookback], jobs[1].y_timestamp_list[0], 24,
+        sample_count=3, seed=101,
+    )  # fmt: skip
+    np.testing.assert_array_equal(single.paths, alone[1][0])
+
+
+def test_a_job_past_its_deadline_or_with_bad_input_does_not_sink_the_others(
+    predictor: KronosPredictor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jobs = _jobs(40, BATCH_SHAPES)
+    alone = [_paths(predictor.forecast_jobs([job])[0]) for job in jobs]
+    bad = jobs[0].df_list[0].assign(close=np.nan)
+    # Each read of the clock advances one second: job 1's deadline passes after the prefill.
+    clock = _Clock(ticking=True)
+    monkeypatch.setattr(generation, "monotonic", clock)
+    jobs[0] = ForecastJob(
+        [bad], jobs[0].x_timestamp_list, jobs[0].y_timestamp_list, 12, 4, seed=100
+    )
+    jobs[1] = ForecastJob(
+        jobs[1].df_list, jobs[1].x_timestamp_list, jobs[1].y_timestamp_list, 24, 3, 101, 8.5
+    )
+    results = predictor.forecast_jobs(jobs)
+    assert isinstance(results[0], ValueError) and "NaN" in str(results[0])
+    assert isinstance(results[1], TimeoutError)
+    bars_done = re.fullmatch(
+        r"forecast passed its deadline after (\d+) of 24 bars", str(results[1])
+    )
+    assert bars_done is not None and 0 < int(bars_done[1]) < 24, results[1]
+    for index in (2, 3):
+        np.testing.assert_array_equal(_paths(results[index]), alone[index])
 
 
 def test_timestamps_may_be_a_series_or_a_datetime_index(predictor: KronosPredictor) -> None:

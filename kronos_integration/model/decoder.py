@@ -45,12 +45,19 @@ class DecoderCache:
     dep_keys: torch.Tensor
     dep_values: torch.Tensor
 
-    def repeat_rows(self, repeats: int) -> None:
-        """Repeat each row `repeats` times, in place: row r becomes rows r*repeats onwards."""
+    def repeat_rows(self, repeats: int | torch.Tensor) -> None:
+        """Repeat each row `repeats` times (or `repeats[r]` times: int64 (B,)), in place."""
         self.keys = [k.repeat_interleave(repeats, dim=0) for k in self.keys]
         self.values = [v.repeat_interleave(repeats, dim=0) for v in self.values]
         self.dep_keys = self.dep_keys.repeat_interleave(repeats, dim=0)
         self.dep_values = self.dep_values.repeat_interleave(repeats, dim=0)
+
+    def select_rows(self, index: torch.Tensor) -> None:
+        """Keep only the rows `index` (int64 (B',), on the cache's device), in place."""
+        self.keys = [k.index_select(0, index) for k in self.keys]
+        self.values = [v.index_select(0, index) for v in self.values]
+        self.dep_keys = self.dep_keys.index_select(0, index)
+        self.dep_values = self.dep_values.index_select(0, index)
 
     def rows(self, start: int, stop: int) -> DecoderCache:
         """Rows start…stop-1 as views: writes go to this cache."""
