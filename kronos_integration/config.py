@@ -17,6 +17,8 @@ from typing import TypeVar
 
 DEFAULT_MODEL_ID = "NeoQuasar/Kronos-small"
 DEFAULT_TOKENIZER_ID = "NeoQuasar/Kronos-Tokenizer-base"
+DEFAULT_BATCH_WINDOW_MS = 20
+"""How long a worker's first concurrent forecast waits for others to join its decode."""
 AUTO_MODE = "auto"
 """The mode that serves the `kronos` backend, or the simulator when Kronos cannot be loaded."""
 
@@ -48,6 +50,7 @@ class ModelSettings:
     device: str = "cpu"
     max_context: int = 512
     clip: float = 5.0
+    batch_window_ms: int = DEFAULT_BATCH_WINDOW_MS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ModelSettings:
@@ -65,6 +68,9 @@ class ModelSettings:
             ),
             max_context=read.integer("KRONOS_MAX_CONTEXT", cls.max_context, minimum=2),
             clip=read.number("KRONOS_CLIP", cls.clip),
+            batch_window_ms=read.integer(
+                "KRONOS_BATCH_WINDOW_MS", cls.batch_window_ms, minimum=0, maximum=1000
+            ),
         )
 
 
@@ -140,7 +146,7 @@ class EnvReader:
         return raw or None
 
     def integer(self, name: str, default: int, *, minimum: int, maximum: int | None = None) -> int:
-        bounds = f"an integer >= {minimum}" + (f" and <= {maximum}" if maximum else "")
+        bounds = f"an integer >= {minimum}" + (f" and <= {maximum}" if maximum is not None else "")
 
         def parse(raw: str) -> int:
             value = int(raw)
