@@ -17,6 +17,8 @@ from typing import TypeVar
 
 DEFAULT_MODEL_ID = "NeoQuasar/Kronos-small"
 DEFAULT_TOKENIZER_ID = "NeoQuasar/Kronos-Tokenizer-base"
+DTYPE_NAMES = ("float32", "bfloat16", "float16")
+"""`KRONOS_DTYPE` values: the floating-point type the model computes in."""
 DEFAULT_BATCH_WINDOW_MS = 20
 """How long a worker's first concurrent forecast waits for others to join its decode."""
 AUTO_MODE = "auto"
@@ -50,6 +52,7 @@ class ModelSettings:
     device: str = "cpu"
     max_context: int = 512
     clip: float = 5.0
+    dtype: str = "float32"
     batch_window_ms: int = DEFAULT_BATCH_WINDOW_MS
 
     @classmethod
@@ -68,6 +71,7 @@ class ModelSettings:
             ),
             max_context=read.integer("KRONOS_MAX_CONTEXT", cls.max_context, minimum=2),
             clip=read.number("KRONOS_CLIP", cls.clip),
+            dtype=read.choice("KRONOS_DTYPE", cls.dtype, DTYPE_NAMES),
             batch_window_ms=read.integer(
                 "KRONOS_BATCH_WINDOW_MS", cls.batch_window_ms, minimum=0, maximum=1000
             ),

@@ -10,6 +10,7 @@ import torch
 
 from kronos_integration.backends.base import ArtifactInfo, BackendInfo, ForecastTask, TaskOutcome
 from kronos_integration.config import ModelSettings, SettingsError
+from kronos_integration.model.kernels import supported_dtypes
 from kronos_integration.predictor import ForecastJob, JobResult, KronosPredictor
 from kronos_integration.registry import (
     ArtifactSpec,
@@ -36,7 +37,7 @@ class KronosBackend:
             name=NAME,
             version=artifacts.model_spec.repo_id,
             device=str(predictor.device),
-            dtype=str(next(artifacts.model.parameters()).dtype).removeprefix("torch."),
+            dtype=str(predictor.dtype).removeprefix("torch."),
             max_context=predictor.max_context,
             max_bars=predictor.max_context,
             sampling_options=frozenset({"temperature", "top_k", "top_p"}),
@@ -123,8 +124,8 @@ class KronosBackend:
 def load(settings: ModelSettings) -> KronosBackend:
     """Load the configured model and tokenizer onto the configured device.
 
-    Raises SettingsError for a device this machine does not have, ModelLoadError for weights
-    that cannot be resolved or loaded.
+    Raises SettingsError for a device this machine does not have or a dtype it cannot run
+    (before any weights are read), ModelLoadError for weights that cannot be resolved or loaded.
     """
     try:
         device = resolve_device(settings.device)
@@ -132,6 +133,9 @@ def load(settings: ModelSettings) -> KronosBackend:
         raise SettingsError(
             "KRONOS_DEVICE", settings.device, f"a device this machine has ({error})"
         ) from None
+    runs = [str(d).removeprefix("torch.") for d in supported_dtypes(device)]
+    if settings.dtype not in runs:
+        raise SettingsError("KRONOS_DTYPE", settings.dtype, f"a dtype {device} runs: {runs}")
     artifacts = load_artifacts(
         ArtifactSpec(settings.model_id, settings.model_revision),
         ArtifactSpec(settings.tokenizer_id, settings.tokenizer_revision),
@@ -145,6 +149,7 @@ def load(settings: ModelSettings) -> KronosBackend:
         device=device,
         max_context=settings.max_context,
         clip=settings.clip,
+        dtype=settings.dtype,
     )
     return KronosBackend(predictor, artifacts)
 
