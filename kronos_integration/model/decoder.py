@@ -70,6 +70,45 @@ class DecoderCache:
 
 
 @dataclass(frozen=True)
+class SharedPrefix:
+    """The first `length` cached positions where each series' `samples` consecutive rows hold
+    the same keys and values (its history): per layer (N, H, length, D), and the dependency
+    layer's (N, Hd, length, Dd). A step given it reads them once per series, not once per row
+    (on the CPU most of a step's time goes to reading the cache)."""
+
+    keys: list[torch.Tensor]
+    values: list[torch.Tensor]
+    dep_keys: torch.Tensor
+    dep_values: torch.Tensor
+    samples: int
+
+    @property
+    def length(self) -> int:
+        return int(self.keys[0].shape[2])
+
+    @classmethod
+    def of(cls, cache: DecoderCache, length: int, samples: int) -> SharedPrefix:
+        """Copies of a per-series cache's first `length` positions (before `repeat_rows`)."""
+        return cls(
+            [k[:, :, :length].contiguous() for k in cache.keys],
+            [v[:, :, :length].contiguous() for v in cache.values],
+            cache.dep_keys[:, :, :length].contiguous(),
+            cache.dep_values[:, :, :length].contiguous(),
+            samples,
+        )
+
+    def select_series(self, index: torch.Tensor) -> SharedPrefix:
+        """Only the series `index` (int64, on the prefix's device)."""
+        return SharedPrefix(
+            [k.index_select(0, index) for k in self.keys],
+            [v.index_select(0, index) for v in self.values],
+            self.dep_keys.index_select(0, index),
+            self.dep_values.index_select(0, index),
+            self.samples,
+        )
+
+
+@dataclass(frozen=True)
 class _Layer:
     norm1: torch.Tensor
     qkv: Projection
@@ -238,6 +277,7 @@ class FusedKronos:
         key_len: int,
         key_mask: torch.Tensor | None,
         rotary: list[tuple[torch.Tensor, torch.Tensor]],
+        prefix: SharedPrefix | None = None,
     ) -> torch.Tensor:
         """One token per row: x (B, d) at positions `at` -> final normed hidden states (B, d).
 
@@ -245,7 +285,8 @@ class FusedKronos:
         value (and the dependency layer's projections) are written at `at`; the token attends
         to the first `key_len` cached positions, restricted by `key_mask` (B or 1, 1, 1,
         key_len) when given. `rotary`: (cos, sin) of `at`, each (1 or B, head_dim), per
-        rotary embedding (rows of `rotary_tables`).
+        rotary embedding (rows of `rotary_tables`). With `prefix` (rows at one position, no
+        mask) the first `prefix.length` keys are read from it, once per series.
         """
         batch = x.shape[0]
         heads, head_dim = self.n_heads, self.head_dim
@@ -258,13 +299,23 @@ class FusedKronos:
             qk = qk * cos + rotate_half(qk) * sin  # (B, 2, H, D)
             _write(cache.keys[index], at, rows, qk[:, 1])
             _write(cache.values[index], at, rows, qkv[:, 2])
-            attended = _attend_one(
-                qk[:, 0].unsqueeze(2).to(self.cache_dtype),
-                cache.keys[index][:, :, :key_len],
-                cache.values[index][:, :, :key_len],
-                key_mask,
-            )  # (B, H, 1, D)
-            x = x + layer.out(attended.view(batch, self.d_model).to(self.dtype))
+            query = qk[:, 0].unsqueeze(2).to(self.cache_dtype)
+            if prefix is None:
+                attended = _attend_one(
+                    query,
+                    cache.keys[index][:, :, :key_len],
+                    cache.values[index][:, :, :key_len],
+                    key_mask,
+                )  # (B, H, 1, D)
+            else:
+                own = slice(prefix.length, key_len)
+                attended = _attend_shared(
+                    query,
+                    (prefix.keys[index], prefix.values[index], prefix.samples),
+                    cache.keys[index][:, :, own],
+                    cache.values[index][:, :, own],
+                )
+            x = x + layer.out(attended.reshape(batch, self.d_model).to(self.dtype))
             x = self._ffn(layer, x)
         hidden = self._rms(x, self.norm)
         kv = self.dep_kv(hidden).view(batch, 2, self.dep_heads, self.dep_head_dim)
@@ -292,14 +343,20 @@ class FusedKronos:
         keys: torch.Tensor,
         values: torch.Tensor,
         key_mask: torch.Tensor | None = None,
+        prefix: SharedPrefix | None = None,
     ) -> torch.Tensor:
         """`Kronos.s2_logits_last`: hidden (B, d), sampled s1 ids (B,), the dependency layer's
-        keys/values (B, Hd, K, Dd) -> float32 s2 logits (B, 2^s2_bits)."""
+        keys/values (B, Hd, K, Dd) -> float32 s2 logits (B, 2^s2_bits). With `prefix` (no
+        mask), `keys`/`values` are the positions after it."""
         batch = hidden.shape[0]
         query = self.dep_q(F.embedding(s1_ids, self.emb_s1))
-        query = query.view(batch, self.dep_heads, 1, self.dep_head_dim)
-        attended = _attend_one(query.to(keys.dtype), keys, values, key_mask)
-        attended = self.dep_out(attended.view(batch, self.d_model).to(self.dtype))
+        query = query.view(batch, self.dep_heads, 1, self.dep_head_dim).to(keys.dtype)
+        if prefix is None:
+            attended = _attend_one(query, keys, values, key_mask)
+        else:
+            shared = (prefix.dep_keys, prefix.dep_values, prefix.samples)
+            attended = _attend_shared(query, shared, keys, values)
+        attended = self.dep_out(attended.reshape(batch, self.d_model).to(self.dtype))
         return self.head_s2(self._rms(hidden + attended, self.dep_norm)).float()
 
 
@@ -328,3 +385,32 @@ def _attend_one(
     if key_mask is not None:
         scores = scores.masked_fill(key_mask.logical_not(), float("-inf"))
     return torch.matmul(torch.softmax(scores, dim=-1), values)
+
+
+def _attend_shared(
+    query: torch.Tensor,
+    shared: tuple[torch.Tensor, torch.Tensor, int],
+    keys: torch.Tensor,
+    values: torch.Tensor,
+) -> torch.Tensor:
+    """`_attend_one` over a series' shared keys, then each row's own: query (B, H, 1, D) of
+    B = N × samples rows (series-major); shared (keys, values, samples) with keys/values
+    (N, H, P, D); the rows' own keys/values (B, H, G, D) -> (B, H, 1, D).
+
+    The queries of a series' rows meet its shared keys in one product, so they are read once
+    per series; one softmax spans shared and own keys, as over the whole cache.
+    """
+    shared_keys, shared_values, samples = shared
+    batch, heads, _, dim = query.shape
+    series = batch // samples
+    query = query * (dim**-0.5)
+    grouped = query.reshape(series, samples, heads, dim).transpose(1, 2)  # (N, H, S, D)
+    scores_shared = torch.matmul(grouped, shared_keys.transpose(-1, -2))  # (N, H, S, P)
+    scores_own = torch.matmul(query, keys.transpose(-1, -2))  # (B, H, 1, G)
+    scores_own = scores_own.reshape(series, samples, heads, -1).transpose(1, 2)  # (N, H, S, G)
+    weights = torch.softmax(torch.cat((scores_shared, scores_own), dim=-1), dim=-1)
+    length = shared_keys.shape[2]
+    from_shared = torch.matmul(weights[..., :length], shared_values)  # (N, H, S, D)
+    own_weights = weights[..., length:].transpose(1, 2).reshape(batch, heads, 1, -1)
+    from_own = torch.matmul(own_weights, values)  # (B, H, 1, D)
+    return from_shared.transpose(1, 2).reshape(batch, heads, 1, dim) + from_own

@@ -15,7 +15,9 @@ the run, its rows dropped, once its last bar is done or its deadline has passed,
 paths do not depend on the company it decoded in (float rounding of batched products aside).
 
 When every row has the same history length, a fitting bar (model step, both heads, both
-samples, the writes, the position counters) touches device tensors only: on CUDA it is captured
+samples, the writes, the position counters) reads each series' history from the cache once for
+all its sample paths (`SharedPrefix`: on the CPU, reading every row's cache was most of a step's
+time), and touches device tensors only: on CUDA it is captured
 once as a graph and each later bar is one replay. Deadlines are checked before every bar and
 after every layer of every window pass, which is bounded to `WINDOW_TOKENS` tokens, so a
 forecast stops soon after its deadline even when one bar recomputes many long windows.
@@ -34,7 +36,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from kronos_integration.model.decoder import DecoderCache, FusedKronos
+from kronos_integration.model.decoder import DecoderCache, FusedKronos, SharedPrefix
 from kronos_integration.model.kronos import KronosTokenizer
 from kronos_integration.sampling import RowGenerators, SamplingParams, sample_tokens
 
@@ -194,6 +196,7 @@ class DecodeRun:
         self.capacity = min(self.max_context, self.width)
         self.cache: DecoderCache = self.engine.new_cache(n, self.capacity)  # per series at first
         self.prefilled = False
+        self.prefix: SharedPrefix | None = None  # the histories' cache, once per series
         self.rotary = self.engine.rotary_tables(self.capacity)
         rows = len(self.s1)
         self.rows = torch.arange(rows, device=device)
@@ -321,15 +324,17 @@ class DecodeRun:
         self.last_s2 = self.last_s2.index_select(0, rows)
         self.history = self.history[keep_rows]
         self.rows = torch.arange(len(self.history), device=self.device)
+        keep_series = keep_rows[np.cumsum(self.series_samples) - 1]
+        series = self._to_device(np.nonzero(keep_series)[0])
+        self.series_samples = self.series_samples[keep_series]
+        self.series_lengths = self.series_lengths[keep_series]
         if self.prefilled:
             self.cache.select_rows(rows)
+            if self.prefix is not None:
+                self.prefix = self.prefix.select_series(series)
         else:
-            keep_series = keep_rows[np.cumsum(self.series_samples) - 1]
-            series = self._to_device(np.nonzero(keep_series)[0])
             s1, s2, stamps = (t.index_select(0, series) for t in self._series_tokens)
             self._series_tokens = (s1, s2, stamps)
-            self.series_samples = self.series_samples[keep_series]
-            self.series_lengths = self.series_lengths[keep_series]
             self.cache.select_rows(series)
         self.graph = None  # it holds the old tensors; a later bar may capture again
         self.graph_wanted = self.graphs_allowed
@@ -456,17 +461,18 @@ class DecodeRun:
         change, so a CUDA graph can capture the bar.
         """
         engine, cache = self.engine, self.cache
-        mask = None
+        mask, prefix = None, self.prefix
         if key_len is None:
-            key_len = self.capacity
+            key_len, prefix = self.capacity, None
             mask = (self.key_positions <= self.at).view(1, 1, 1, -1)
         time_emb = self.future_time.index_select(1, self.future_index)[:, 0]  # (R, d)
         x = engine.embed(self.last_s1, self.last_s2, time_emb)
         rotary = [(c.index_select(0, self.at), s.index_select(0, self.at)) for c, s in self.rotary]
-        hidden = engine.step(x, cache, self.at, key_len, mask, rotary)
+        hidden = engine.step(x, cache, self.at, key_len, mask, rotary, prefix)
         s1 = sample_tokens(engine.s1_logits(hidden), self.params, self.generator)[:, 0]
-        keys, values = cache.dep_keys[:, :, :key_len], cache.dep_values[:, :, :key_len]
-        s2_logits = engine.s2_logits(hidden, s1, keys, values, mask)
+        own = slice(0 if prefix is None else prefix.length, key_len)
+        keys, values = cache.dep_keys[:, :, own], cache.dep_values[:, :, own]
+        s2_logits = engine.s2_logits(hidden, s1, keys, values, mask, prefix)
         s2 = sample_tokens(s2_logits, self.params, self.generator)[:, 0]
         self.at.add_(1)
         self.future_index.add_(1)
@@ -486,6 +492,8 @@ class DecodeRun:
         self.stats.add("window_bars")
         counts = self.series_samples
         same = (counts == counts[0]).all()
+        if same and self.uniform and counts[0] > 1:
+            self.prefix = SharedPrefix.of(self.cache, int(self.series_lengths[0]), int(counts[0]))
         self.cache.repeat_rows(int(counts[0]) if same else self._to_device(counts))
         self.prefilled = True
         last_index = self._to_device(widths - 1)
