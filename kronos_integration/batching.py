@@ -7,6 +7,10 @@ joined, then decodes them all with `forecast_each` in its own thread. Every call
 outcome as soon as the decode has it: its paths (the same as alone, since each task draws from its
 own seed), or its own exception (a bad input, its deadline), which never fails the others.
 
+A worker runs one decode at a time: a batch whose window has passed while another decode runs
+keeps collecting tasks until that decode ends, then starts. Decodes running side by side would
+share the same cores at no gain, and the tasks arriving meanwhile would start batches of one.
+
 Calls with several tasks (a backtest's or a calibration's windows, already a batch) and every call
 while the window is 0 go straight to the backend. `observe(batch_size, waits_s)` is told about
 each decode: how many tasks it holds and how long each waited for it to start.
@@ -79,6 +83,7 @@ class Batcher:
         self.observe = observe
         self._lock = threading.Lock()
         self._open: dict[Hashable, _Batch] = {}
+        self._decoding = threading.Lock()  # one decode at a time
 
     def forecast(self, tasks: Sequence[ForecastTask]) -> list[np.ndarray]:
         """`Backend.forecast`: one task shares a decode with concurrent ones; raises what the
@@ -89,8 +94,9 @@ class Batcher:
         batch, leader = self._join(entry)
         if leader:
             batch.full.wait(self.window_s)
-            self._close(batch)
-            self._run(batch.entries)
+            with self._decoding:  # others keep joining while an earlier decode runs
+                self._close(batch)
+                self._run(batch.entries)
         entry.done.wait()
         if isinstance(entry.outcome, Exception):
             raise entry.outcome
