@@ -227,6 +227,27 @@ def test_steps_reading_a_shared_history_once_per_series_compute_the_modules_func
         )
 
 
+def test_decoding_a_shared_history_once_per_series_equals_decoding_every_window() -> None:
+    """The tokenizer's decoder is causal: the generated bars of rows that share a history
+    decode the same when the history is decoded once per series."""
+    _, tokenizer = make_tiny_pair(seed=10)
+    tokenizer = tokenizer.to(TEST_DEVICE)
+    generator = torch.Generator().manual_seed(2)
+    history = torch.randint(0, 64, (2, 2, 10), generator=generator)  # (s1/s2, series, P)
+    own = torch.randint(0, 64, (2, 6, 5), generator=generator)  # (s1/s2, rows, G)
+    windows = [
+        torch.cat((h.repeat_interleave(3, 0), o), 1) for h, o in zip(history, own, strict=True)
+    ]
+    with torch.inference_mode():
+        expected = tokenizer.decode(tuple(w.to(TEST_DEVICE) for w in windows))[:, 10:]
+        got = tokenizer.decode_shared(
+            (history[0].to(TEST_DEVICE), history[1].to(TEST_DEVICE)),
+            (own[0].to(TEST_DEVICE), own[1].to(TEST_DEVICE)),
+            samples=3,
+        )
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize(
     "name", ["Kronos-Tokenizer-base", "Kronos-mini", "Kronos-small", "Kronos-base"]
 )

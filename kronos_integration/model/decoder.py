@@ -31,6 +31,7 @@ from kronos_integration.model.module import (
     RMSNorm,
     RotaryPositionalEmbedding,
     TransformerBlock,
+    attend_after_shared,
     rotate_half,
 )
 
@@ -309,11 +310,12 @@ class FusedKronos:
                 )  # (B, H, 1, D)
             else:
                 own = slice(prefix.length, key_len)
-                attended = _attend_shared(
+                attended = attend_after_shared(
                     query,
-                    (prefix.keys[index], prefix.values[index], prefix.samples),
                     cache.keys[index][:, :, own],
                     cache.values[index][:, :, own],
+                    (prefix.keys[index], prefix.values[index], prefix.samples),
+                    causal=False,
                 )
             x = x + layer.out(attended.reshape(batch, self.d_model).to(self.dtype))
             x = self._ffn(layer, x)
@@ -355,7 +357,7 @@ class FusedKronos:
             attended = _attend_one(query, keys, values, key_mask)
         else:
             shared = (prefix.dep_keys, prefix.dep_values, prefix.samples)
-            attended = _attend_shared(query, shared, keys, values)
+            attended = attend_after_shared(query, keys, values, shared, causal=False)
         attended = self.dep_out(attended.reshape(batch, self.d_model).to(self.dtype))
         return self.head_s2(self._rms(hidden + attended, self.dep_norm)).float()
 
@@ -385,32 +387,3 @@ def _attend_one(
     if key_mask is not None:
         scores = scores.masked_fill(key_mask.logical_not(), float("-inf"))
     return torch.matmul(torch.softmax(scores, dim=-1), values)
-
-
-def _attend_shared(
-    query: torch.Tensor,
-    shared: tuple[torch.Tensor, torch.Tensor, int],
-    keys: torch.Tensor,
-    values: torch.Tensor,
-) -> torch.Tensor:
-    """`_attend_one` over a series' shared keys, then each row's own: query (B, H, 1, D) of
-    B = N × samples rows (series-major); shared (keys, values, samples) with keys/values
-    (N, H, P, D); the rows' own keys/values (B, H, G, D) -> (B, H, 1, D).
-
-    The queries of a series' rows meet its shared keys in one product, so they are read once
-    per series; one softmax spans shared and own keys, as over the whole cache.
-    """
-    shared_keys, shared_values, samples = shared
-    batch, heads, _, dim = query.shape
-    series = batch // samples
-    query = query * (dim**-0.5)
-    grouped = query.reshape(series, samples, heads, dim).transpose(1, 2)  # (N, H, S, D)
-    scores_shared = torch.matmul(grouped, shared_keys.transpose(-1, -2))  # (N, H, S, P)
-    scores_own = torch.matmul(query, keys.transpose(-1, -2))  # (B, H, 1, G)
-    scores_own = scores_own.reshape(series, samples, heads, -1).transpose(1, 2)  # (N, H, S, G)
-    weights = torch.softmax(torch.cat((scores_shared, scores_own), dim=-1), dim=-1)
-    length = shared_keys.shape[2]
-    from_shared = torch.matmul(weights[..., :length], shared_values)  # (N, H, S, D)
-    own_weights = weights[..., length:].transpose(1, 2).reshape(batch, heads, 1, -1)
-    from_own = torch.matmul(own_weights, values)  # (B, H, 1, D)
-    return from_shared.transpose(1, 2).reshape(batch, heads, 1, dim) + from_own

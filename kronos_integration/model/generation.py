@@ -345,7 +345,11 @@ class DecodeRun:
         be decoded in alone."""
         start = sum(a.rows for a in self.active[: self.active.index(active)])
         rows = slice(start, start + active.rows)
-        pred_len = active.stream.pred_len
+        pred_len, samples = active.stream.pred_len, active.stream.sample_count
+        lengths = self.history[rows]
+        window_start = max(int(lengths[0]) + pred_len - self.max_context, 0)
+        if samples > 1 and (lengths == lengths[0]).all() and window_start < lengths[0]:
+            return self._decode_shared(rows, int(lengths[0]), window_start, pred_len, samples)
         tokens = (self.s1[rows], self.s2[rows], self.stamps[rows])
         s1, s2, _, widths = self._windows(tokens, self.history[rows] + pred_len)
         decoded = []
@@ -356,6 +360,29 @@ class DecodeRun:
         index = self._to_device((widths - pred_len)[:, None] + np.arange(pred_len))
         paths = paths.gather(1, index[..., None].expand(-1, -1, paths.shape[-1]))
         return paths.float().cpu().numpy()
+
+    def _decode_shared(
+        self, rows: slice, history: int, start: int, pred_len: int, samples: int
+    ) -> np.ndarray:
+        """`_decode_stream` for rows whose windows share each series' history tokens
+        start…history-1: those are decoded once per series (`KronosTokenizer.decode_shared`),
+        in chunks of whole series of at most about `WINDOW_TOKENS` tokens."""
+        s1, s2 = self.s1[rows], self.s2[rows]
+        shared = (s1[::samples, start:history], s2[::samples, start:history])  # (N, P) each
+        own = (s1[:, history : history + pred_len], s2[:, history : history + pred_len])
+        per_chunk = max(1, WINDOW_TOKENS // (history - start + samples * pred_len))
+        decoded = []
+        for a in range(0, len(shared[0]), per_chunk):
+            b = a + per_chunk
+            self.check(pred_len, "decoding the paths")
+            decoded.append(
+                self.tokenizer.decode_shared(
+                    (shared[0][a:b], shared[1][a:b]),
+                    (own[0][a * samples : b * samples], own[1][a * samples : b * samples]),
+                    samples,
+                )
+            )  # (rows, pred_len, 6)
+        return torch.cat(decoded).float().cpu().numpy()
 
     # -- helpers
     def _to_device(self, values: np.ndarray) -> torch.Tensor:
