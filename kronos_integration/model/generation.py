@@ -519,7 +519,7 @@ class DecodeRun:
         self.stats.add("window_bars")
         counts = self.series_samples
         same = (counts == counts[0]).all()
-        if same and self.uniform and counts[0] > 1:
+        if same and self.uniform and counts[0] > 1 and self.series_lengths[0] < self.capacity:
             self.prefix = SharedPrefix.of(self.cache, int(self.series_lengths[0]), int(counts[0]))
         self.cache.repeat_rows(int(counts[0]) if same else self._to_device(counts))
         self.prefilled = True
