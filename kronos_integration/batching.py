@@ -7,9 +7,10 @@ joined, then decodes them all with `forecast_each` in its own thread. Every call
 outcome as soon as the decode has it: its paths (the same as alone, since each task draws from its
 own seed), or its own exception (a bad input, its deadline), which never fails the others.
 
-A worker runs one decode at a time: a batch whose window has passed while another decode runs
-keeps collecting tasks until that decode ends, then starts. Decodes running side by side would
-share the same cores at no gain, and the tasks arriving meanwhile would start batches of one.
+A worker runs one decode at a time, batches in the order their windows ended: a batch whose window
+has passed while another decode runs keeps collecting tasks until its turn. Decodes running side
+by side would share the same cores (measured: slower than one after the other), and the tasks
+arriving meanwhile would start batches of one.
 
 Calls with several tasks (a backtest's or a calibration's windows, already a batch) and every call
 while the window is 0 go straight to the backend. `observe(batch_size, waits_s)` is told about
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from time import monotonic
@@ -83,7 +85,9 @@ class Batcher:
         self.observe = observe
         self._lock = threading.Lock()
         self._open: dict[Hashable, _Batch] = {}
-        self._decoding = threading.Lock()  # one decode at a time
+        self._turns = threading.Condition()  # one decode at a time, first come first served
+        self._waiting: deque[_Batch] = deque()
+        self._decoding = False
 
     def forecast(self, tasks: Sequence[ForecastTask]) -> list[np.ndarray]:
         """`Backend.forecast`: one task shares a decode with concurrent ones; raises what the
@@ -94,9 +98,14 @@ class Batcher:
         batch, leader = self._join(entry)
         if leader:
             batch.full.wait(self.window_s)
-            with self._decoding:  # others keep joining while an earlier decode runs
+            self._wait_for_turn(batch)  # others keep joining while an earlier decode runs
+            try:
                 self._close(batch)
                 self._run(batch.entries)
+            finally:
+                with self._turns:
+                    self._decoding = False
+                    self._turns.notify_all()
         entry.done.wait()
         if isinstance(entry.outcome, Exception):
             raise entry.outcome
@@ -115,6 +124,15 @@ class Batcher:
                 del self._open[key]
                 batch.full.set()
         return batch, leader
+
+    def _wait_for_turn(self, batch: _Batch) -> None:
+        """Return once no decode runs and every batch queued before `batch` has had its turn."""
+        with self._turns:
+            self._waiting.append(batch)
+            while self._decoding or self._waiting[0] is not batch:
+                self._turns.wait()
+            self._waiting.popleft()
+            self._decoding = True
 
     def _close(self, batch: _Batch) -> None:
         """No task joins `batch` from now on (its entries are final)."""

@@ -198,3 +198,36 @@ def test_concurrent_requests_share_a_decode_and_answer_as_they_would_alone(
     assert _metric(metrics, "kronos_batch_queue_wait_seconds", waits) == 4
     alone_metrics = alone_app.test_client().get("/metrics").get_data(as_text=True)
     assert _metric(alone_metrics, "kronos_batch_size", "kronos_batch_size_count") == 0
+
+
+class _Recording(KronosBackend):
+    """The real Kronos backend, noting how many `forecast_each` calls overlap."""
+
+    def __init__(self, backend: KronosBackend) -> None:
+        super().__init__(backend.predictor, backend.artifacts)
+        self.running = 0
+        self.most_running = 0
+        self.lock = threading.Lock()
+
+    def forecast_each(self, tasks: Sequence[ForecastTask], done: Callable[..., None]) -> None:
+        with self.lock:
+            self.running += 1
+            self.most_running = max(self.most_running, self.running)
+        try:
+            super().forecast_each(tasks, done)
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+def test_a_worker_runs_one_decode_at_a_time(kronos: KronosBackend) -> None:
+    """Six concurrent forecasts, batches of two: three decodes, one after the other."""
+    recording = _Recording(kronos)
+    observed = _Sizes()
+    batcher = Batcher(recording, LONG_WINDOW_S, max_tasks=2, observe=observed)
+    tasks = [_task(seed, 8, 4) for seed in range(6)]
+    results = _concurrently(lambda task: batcher.forecast([task])[0], tasks)
+    assert observed.sizes == [2, 2, 2]
+    assert recording.most_running == 1
+    for task, got in zip(tasks, results, strict=True):
+        np.testing.assert_array_equal(got, kronos.forecast([task])[0])
