@@ -8,8 +8,9 @@ outcome as soon as the decode has it: its paths (the same as alone, since each t
 own seed), or its own exception (a bad input, its deadline), which never fails the others.
 
 A worker runs one decode at a time, batches in the order their windows ended: a batch whose window
-has passed while another decode runs keeps collecting tasks until its turn. Decodes running side
-by side would share the same cores (measured: slower than one after the other), and the tasks
+has passed while another decode runs keeps collecting tasks until its turn, and one window more
+(the clients just answered by that decode send their next requests then). Decodes running side by
+side would share the same cores (measured: slower than one after the other), and the tasks
 arriving meanwhile would start batches of one.
 
 Calls with several tasks (a backtest's or a calibration's windows, already a batch) and every call
@@ -98,7 +99,8 @@ class Batcher:
         batch, leader = self._join(entry)
         if leader:
             batch.full.wait(self.window_s)
-            self._wait_for_turn(batch)  # others keep joining while an earlier decode runs
+            if self._wait_for_turn(batch):  # others kept joining while an earlier decode ran
+                batch.full.wait(self.window_s)
             try:
                 self._close(batch)
                 self._run(batch.entries)
@@ -125,14 +127,18 @@ class Batcher:
                 batch.full.set()
         return batch, leader
 
-    def _wait_for_turn(self, batch: _Batch) -> None:
-        """Return once no decode runs and every batch queued before `batch` has had its turn."""
+    def _wait_for_turn(self, batch: _Batch) -> bool:
+        """Return once no decode runs and every batch queued before `batch` has had its turn;
+        whether it had to wait for one."""
+        waited = False
         with self._turns:
             self._waiting.append(batch)
             while self._decoding or self._waiting[0] is not batch:
+                waited = True
                 self._turns.wait()
             self._waiting.popleft()
             self._decoding = True
+        return waited
 
     def _close(self, batch: _Batch) -> None:
         """No task joins `batch` from now on (its entries are final)."""
