@@ -2,7 +2,8 @@
 
     python -m benchmarks.batching [--clients 8] [--horizon-days 1] [--samples 8]
         [--windows 0 20] [--rounds 2] [--seconds 60] [--workers 2] [--torch-threads 1]
-    python -m benchmarks.batching --in-process [--clients 8] [--samples 8] [--rounds 2]
+    python -m benchmarks.batching --in-process [--device cuda] [--clients 8] [--samples 8]
+        [--rounds 2]
 
 Serves a random-weight checkpoint of the Kronos-small layout (with a Kronos-Tokenizer-base-shaped
 tokenizer) in kronos mode. Each client is its own instrument: its own inline history of 450
@@ -158,8 +159,9 @@ def measure(
 def in_process(args: argparse.Namespace) -> int:
     """Seconds per forecast alone and batched, and exact agreement of the paths (docstring)."""
     torch.set_num_threads(args.torch_threads)
-    model, tokenizer = random_pair("small", torch.device("cpu"))
-    predictor = KronosPredictor(model, tokenizer)
+    device = torch.device(args.device)
+    model, tokenizer = random_pair("small", device)
+    predictor = KronosPredictor(model, tokenizer, device=device)
     jobs = []
     for client in range(args.clients):
         body = client_body(client, 1, args.samples)
@@ -185,6 +187,8 @@ def in_process(args: argparse.Namespace) -> int:
                 results = []
                 for start in range(0, len(jobs), size):
                     results.extend(predictor.forecast_jobs(jobs[start : start + size]))
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
             seconds = (time.perf_counter() - started) / len(jobs)
             paths = [np.stack([f.paths for f in cast(list[Forecast], r)]) for r in results]
             if size == 1:
@@ -193,7 +197,10 @@ def in_process(args: argparse.Namespace) -> int:
             rows.append({"round": round_index + 1, "batch": size, "s_per_forecast": seconds,
                          "identical": f"{equal}/{len(jobs)}"})  # fmt: skip
             print(json.dumps(rows[-1]), file=sys.stderr)
-    print(f"{len(jobs)} forecasts of 60 bars x {args.samples} samples, lookback 400, in-process")
+    print(
+        f"{len(jobs)} forecasts of 60 bars x {args.samples} samples, lookback 400, in-process "
+        f"on {device}"
+    )
     print("| round | batch | s per forecast | vs alone | paths identical to alone |")
     print("| ---: | ---: | ---: | ---: | ---: |")
     base = {r["round"]: r["s_per_forecast"] for r in rows if r["batch"] == 1}
@@ -219,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--torch-threads", type=int, default=1, help="KRONOS_TORCH_THREADS")
     parser.add_argument("--max-inflight", type=int, default=8, help="KRONOS_MAX_INFLIGHT")
     parser.add_argument("--in-process", action="store_true", help="the ceiling, without HTTP")
+    parser.add_argument("--device", default="cpu", help="--in-process only: cpu or cuda")
     args = parser.parse_args(argv)
     if args.in_process:
         return in_process(args)
