@@ -43,8 +43,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions[SETTINGS_KEY] = settings
-    app.extensions[STATE_KEY] = WorkerState(settings)
-    metrics.init_app(app)
+    service_metrics = metrics.init_app(app)
+    app.extensions[STATE_KEY] = WorkerState(settings, observe_batch=service_metrics.observe_batch)
     protect_secrets([settings.model.hf_token or "", *settings.api_keys])
     auth.init_app(app, settings.api_keys)
     time_budget.init_app(app, settings.request_timeout_s)

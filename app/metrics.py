@@ -13,6 +13,7 @@ process never clash over metric names.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 from flask import Flask, Response, current_app, request
 from prometheus_client import (
@@ -34,6 +35,10 @@ _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OP
 
 # Seconds; from a cache-hot simulated answer (ms) to a long CPU Kronos run (a minute or more).
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+# Forecasts per shared decode (at most KRONOS_MAX_INFLIGHT), and seconds waited for one to start
+# (at most KRONOS_BATCH_WINDOW_MS, 1 s).
+BATCH_SIZE_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 32, 64)
+BATCH_WAIT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1)
 
 
 def multiprocess_dir() -> str | None:
@@ -97,6 +102,18 @@ class ServiceMetrics:
             registry=registry,
             multiprocess_mode="livemax",
         )
+        self.batch_size = Histogram(
+            "kronos_batch_size",
+            "Forecasts decoded together in one shared decode (cross-request batching).",
+            buckets=BATCH_SIZE_BUCKETS,
+            registry=registry,
+        )
+        self.batch_wait_seconds = Histogram(
+            "kronos_batch_queue_wait_seconds",
+            "Seconds a forecast waited for its shared decode to start (KRONOS_BATCH_WINDOW_MS).",
+            buckets=BATCH_WAIT_BUCKETS,
+            registry=registry,
+        )
         self.serving_mode = Gauge(
             "kronos_serving_mode_workers",
             "Live workers serving each mode (kronos or simulated).",
@@ -110,6 +127,12 @@ class ServiceMetrics:
         self.inference_seconds.labels(mode=mode).observe(seconds)
         self.samples.labels(mode=mode).inc(sample_count)
         self.bars.labels(mode=mode).inc(sample_count * bars)
+
+    def observe_batch(self, size: int, waits_s: Sequence[float]) -> None:
+        """Record one shared decode: how many forecasts it holds, how long each waited."""
+        self.batch_size.observe(size)
+        for wait_s in waits_s:
+            self.batch_wait_seconds.observe(wait_s)
 
     def set_serving_mode(self, mode: str, load_seconds: float | None) -> None:
         """Record which mode this worker serves and how long its model took to load."""

@@ -469,6 +469,9 @@ class CalibrationInfoSchema(Schema):
 
 class PredictMetadataSchema(Schema):
     device = fields.String(required=True)
+    dtype = fields.String(
+        required=True, metadata={"description": "What the model computes in (KRONOS_DTYPE)."}
+    )
     max_context = fields.Integer(required=True)
     lookback_periods = fields.Integer(required=True)
     prediction_periods = fields.Integer(required=True)

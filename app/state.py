@@ -3,7 +3,9 @@
 One `WorkerState` per worker, at `app.extensions["kronos.state"]`. `load()` runs once per worker
 after gunicorn forks it (never in the master): in `kronos` mode a model that cannot be loaded
 raises; in `auto` mode the simulator serves and the reason is kept; a small warm-up forecast runs
-before the worker is ready. Tests hand it a backend with `use()`.
+before the worker is ready. Tests hand it a backend with `use()`. Forecasts go through a
+`Batcher` (concurrent requests share a decode) when the backend batches and
+`KRONOS_BATCH_WINDOW_MS` is above 0.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from flask import Flask
 
 from app.settings import Settings
 from kronos_integration.backends import LoadedBackend, load_backend
-from kronos_integration.backends.base import Backend, BackendInfo
+from kronos_integration.backends.base import Backend, BackendInfo, BatchingBackend
+from kronos_integration.batching import Batcher, BatchObserver
 from kronos_integration.errors import BackendNotReadyError
 from kronos_integration.evaluation.runner import BacktestRun, backtest_request
 from kronos_integration.history import HistorySource, configured_sources, resolve_history
@@ -35,9 +38,11 @@ EXTENSION_KEY = "kronos.state"
 class WorkerState:
     """The backend this worker serves, once loaded, and the history sources it answers from."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, observe_batch: BatchObserver | None = None) -> None:
         self.settings = settings
+        self.observe_batch = observe_batch
         self.loaded: LoadedBackend | None = None
+        self.forecaster: Backend | None = None  # the backend, or a Batcher around it
         self.loaded_at: dt.datetime | None = None
         self.history_sources: list[HistorySource] = []
         self._load_lock = threading.Lock()
@@ -62,6 +67,7 @@ class WorkerState:
 
     def _use(self, loaded: LoadedBackend) -> None:
         self.loaded = loaded
+        self.forecaster = self._batched(loaded.backend)
         self.loaded_at = dt.datetime.now(dt.UTC)
         self.history_sources = configured_sources(self.settings.forecast, self.serving or "")
         logger.info(
@@ -71,6 +77,13 @@ class WorkerState:
             loaded.backend.info.device,
             loaded.load_seconds,
         )
+
+    def _batched(self, backend: Backend) -> Backend:
+        """`backend` behind a `Batcher`, unless it cannot batch or the window is 0."""
+        window_ms = self.settings.model.batch_window_ms
+        if window_ms == 0 or not isinstance(backend, BatchingBackend):
+            return backend
+        return Batcher(backend, window_ms / 1000, self.settings.max_inflight, self.observe_batch)
 
     @property
     def ready(self) -> bool:
@@ -95,11 +108,12 @@ class WorkerState:
     # Forecasts.
 
     def forecast(self, request: ForecastRequest, deadline: float | None = None) -> ForecastResult:
-        """Resolve the request's history and run the pipeline on the serving backend."""
-        backend = self.backend
+        """Resolve the request's history and run the pipeline on the serving backend (through
+        the batcher, when there is one)."""
+        backend = self.backend  # BackendNotReadyError while loading
         history = resolve_history(request.instrument, request.candles, self.history_sources)
         return run_forecast(
-            backend,
+            self.forecaster or backend,
             history,
             request,
             self.settings.forecast,

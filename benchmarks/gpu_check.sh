@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# One check of the Kronos core on a CUDA machine (issue 13), in at most 6 minutes:
+# One check of the Kronos core on a CUDA machine (issue 13), in at most 6.5 minutes:
 #   1. the core tests on CUDA: golden vectors, whole-bar graphs vs eager, concurrent captures,
 #      the capture-failure fallback (KRONOS_TEST_DEVICE=cuda pytest tests/test_model.py
 #      tests/test_predictor.py);
 #   2. speed against the reference in one process: Kronos-small 400/30/1 (target <= 25 ms) and
 #      400/120/32 (<= 150 ms), Kronos-base 400/120/32 (<= 0.4 s), float32;
-#   3. bfloat16/float16 against float32: token agreement over the golden windows, and speed.
+#   3. bfloat16/float16 against float32: token agreement over the golden windows, and speed;
+#   4. cross-request batching without HTTP: 8 forecasts of 60 bars x 8 samples alone and in batches
+#      of 2, 4 and 8, seconds per forecast and whether each batched forecast equals its lone one.
 # Every step has a time limit; its output goes to $OUT/<step>.txt (default
 # benchmarks/results/gpu-<time>/), exit codes to $OUT/summary.txt.
 #
@@ -58,5 +60,6 @@ step speed-small 80 "$PY" -m benchmarks.predictor_speed --device cuda --model sm
 step speed-base 80 "$PY" -m benchmarks.predictor_speed --device cuda --model base \
     --cases slides:32 --repeats 5 --baseline-repeats 2 --baseline-budget-s 20
 step dtypes 80 "$PY" -m benchmarks.dtype_compare --device cuda --repeats 3
+step batching 40 "$PY" -m benchmarks.batching --in-process --device cuda --rounds 2
 echo "== results in $OUT"
 cat "$OUT/summary.txt"

@@ -1,19 +1,17 @@
 """The reference predictor's decoding loop without a cache: the baseline to measure against.
 
 It follows the published algorithm step for step (repeat each series `sample_count` times,
-encode the repeated batch, recompute the whole window for every generated bar, decode, average)
-on this project's model classes. Tests use it to show the cached predictor gives the same
-results; `predictor_speed.py` uses it as the speed baseline.
+encode the repeated batch, recompute the whole window for every generated bar, decode) on this
+project's model classes and sampling. It is `predictor_speed.py`'s speed baseline only: tests
+hold the predictor to the independent oracle `tests/reference_predictor.py`, which shares none
+of the project's decoding or sampling code.
 """
 
 from __future__ import annotations
 
-import pandas as pd
 import torch
 
-from kronos_integration.forecast import CANDLE_COLUMNS
 from kronos_integration.model import Kronos, KronosTokenizer
-from kronos_integration.predictor import Timestamps, prepare_series
 from kronos_integration.sampling import SamplingParams, sample_tokens
 
 
@@ -48,34 +46,3 @@ def reference_paths(
     start = max(0, history + pred_len - max_context)
     decoded = tokenizer.decode((s1[:, start:], s2[:, start:]), half=True)[:, -pred_len:]
     return decoded.reshape(batch, sample_count, pred_len, -1)
-
-
-def reference_predict(
-    model: Kronos,
-    tokenizer: KronosTokenizer,
-    df: pd.DataFrame,
-    x_timestamp: Timestamps,
-    y_timestamp: Timestamps,
-    pred_len: int,
-    *,
-    max_context: int = 512,
-    clip: float = 5.0,
-    params: SamplingParams | None = None,
-    sample_count: int = 1,
-) -> pd.DataFrame:
-    """The reference `KronosPredictor.predict`, recomputing the window at every step."""
-    series = prepare_series(df, x_timestamp, y_timestamp, pred_len, clip)
-    device = next(model.parameters()).device
-    paths = reference_paths(
-        model,
-        tokenizer,
-        torch.from_numpy(series.x)[None].to(device),
-        torch.from_numpy(series.x_stamp)[None].to(device),
-        torch.from_numpy(series.y_stamp)[None].to(device),
-        pred_len,
-        max_context,
-        params or SamplingParams(),
-        sample_count,
-    )
-    mean = series.denormalise(paths[0].cpu().numpy().mean(axis=0))
-    return pd.DataFrame(mean, columns=list(CANDLE_COLUMNS), index=y_timestamp)

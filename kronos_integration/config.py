@@ -17,6 +17,10 @@ from typing import TypeVar
 
 DEFAULT_MODEL_ID = "NeoQuasar/Kronos-small"
 DEFAULT_TOKENIZER_ID = "NeoQuasar/Kronos-Tokenizer-base"
+DTYPE_NAMES = ("float32", "bfloat16", "float16")
+"""`KRONOS_DTYPE` values: the floating-point type the model computes in."""
+DEFAULT_BATCH_WINDOW_MS = 20
+"""How long a worker's first concurrent forecast waits for others to join its decode."""
 AUTO_MODE = "auto"
 """The mode that serves the `kronos` backend, or the simulator when Kronos cannot be loaded."""
 
@@ -48,6 +52,8 @@ class ModelSettings:
     device: str = "cpu"
     max_context: int = 512
     clip: float = 5.0
+    dtype: str = "float32"
+    batch_window_ms: int = DEFAULT_BATCH_WINDOW_MS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ModelSettings:
@@ -65,6 +71,10 @@ class ModelSettings:
             ),
             max_context=read.integer("KRONOS_MAX_CONTEXT", cls.max_context, minimum=2),
             clip=read.number("KRONOS_CLIP", cls.clip),
+            dtype=read.choice("KRONOS_DTYPE", cls.dtype, DTYPE_NAMES),
+            batch_window_ms=read.integer(
+                "KRONOS_BATCH_WINDOW_MS", cls.batch_window_ms, minimum=0, maximum=1000
+            ),
         )
 
 
@@ -140,7 +150,7 @@ class EnvReader:
         return raw or None
 
     def integer(self, name: str, default: int, *, minimum: int, maximum: int | None = None) -> int:
-        bounds = f"an integer >= {minimum}" + (f" and <= {maximum}" if maximum else "")
+        bounds = f"an integer >= {minimum}" + (f" and <= {maximum}" if maximum is not None else "")
 
         def parse(raw: str) -> int:
             value = int(raw)

@@ -100,6 +100,7 @@ class ForecastResult:
             document["history"] = history_bars(self.history.candles.iloc[-self.lookback :])
         document["metadata"] = {
             "device": info.device,
+            "dtype": info.dtype,
             "max_context": info.max_context,
             "lookback_periods": self.lookback,
             "prediction_periods": len(self.grid.timestamps),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +26,15 @@ from kronos_integration.forecast import (
 )
 from kronos_integration.model import Kronos, KronosTokenizer
 from kronos_integration.model.decoder import FusedKronos
-from kronos_integration.model.generation import DecodeRun, DecodeStats, Engines, History
+from kronos_integration.model.generation import (
+    AllStreamsStopped,
+    DecodeRun,
+    DecodeStats,
+    Engines,
+    History,
+    Outcome,
+    Stream,
+)
 from kronos_integration.model.kernels import KERNELS, check_dtype
 from kronos_integration.model.module import onednn_available, pack_linear_layers_for_cpu
 from kronos_integration.model.tuning import KernelChoice, choose_kernels, forced_kernels
@@ -35,6 +43,8 @@ from kronos_integration.sampling import SamplingParams
 logger = logging.getLogger(__name__)
 
 Timestamps = pd.Series | pd.DatetimeIndex
+JobResult = list[Forecast] | Exception
+"""A job's forecasts (one per series), or why it has none (ValueError, TimeoutError, …)."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +66,27 @@ class PreparedSeries:
     def denormalise(self, values: np.ndarray) -> np.ndarray:
         """Map normalised values (..., 6) back to price units (float32, as the reference)."""
         return np.asarray(values * (self.std + 1e-5) + self.mean)
+
+
+@dataclass(frozen=True)
+class ForecastJob:
+    """One `forecast_batch` call's arguments, as a job of `forecast_jobs`."""
+
+    df_list: Sequence[pd.DataFrame]
+    x_timestamp_list: Sequence[Timestamps]
+    y_timestamp_list: Sequence[Timestamps]
+    pred_len: int
+    sample_count: int = 1
+    seed: int | None = None
+    deadline: float | None = None
+
+
+@dataclass(frozen=True)
+class _PreparedJob:
+    index: int
+    series: list[PreparedSeries]
+    job: ForecastJob
+    seed: int
 
 
 def time_features(timestamps: Timestamps) -> np.ndarray:
@@ -206,7 +237,7 @@ class KronosPredictor:
         """`predict` for several series in one batch; unlike the reference, lengths may differ."""
         params = SamplingParams(T, top_k, top_p, reference_top_k=True)
         series = self._prepare_all(df_list, x_timestamp_list, y_timestamp_list, pred_len)
-        samples = self._generate(series, pred_len, sample_count, params, None, verbose)
+        samples = self._generate(series, pred_len, sample_count, params, verbose)
         frames = []
         for one, paths, y_ts in zip(series, samples, y_timestamp_list, strict=True):
             mean = one.denormalise(np.mean(paths, axis=0))  # reference: average, then denormalise
@@ -266,20 +297,103 @@ class KronosPredictor:
         deadline: float | None = None,
     ) -> list[Forecast]:
         """`forecast` for several series decoded together (lengths may differ), one seed."""
+        job = ForecastJob(
+            df_list, x_timestamp_list, y_timestamp_list, pred_len, sample_count, seed, deadline
+        )
+        (result,) = self.forecast_jobs([job], T=T, top_k=top_k, top_p=top_p, quantiles=quantiles)
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def forecast_jobs(
+        self,
+        jobs: Sequence[ForecastJob],
+        *,
+        T: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 0.9,
+        quantiles: Sequence[float] = DEFAULT_QUANTILES,
+        on_done: Callable[[int, JobResult], None] | None = None,
+    ) -> list[JobResult]:
+        """Several `forecast_batch` calls decoded as one batch, each job with its own seed,
+        horizon, sample count and deadline.
+
+        A job's forecasts are the ones `forecast_batch` gives it alone: it draws from its own
+        generator, in the shapes it would alone (float rounding of the batched products aside).
+        A job that cannot be forecast gets its ValueError, one whose deadline passes its
+        TimeoutError (the others go on), so every job has a result: its forecasts or its
+        exception, in job order, each also handed to `on_done(job_index, result)` as soon as it
+        is known (a short horizon before a long one ends). Sampling arguments apply to all
+        jobs: a bad one raises ValueError for the call.
+        """
         levels = check_quantile_levels(quantiles)
         params = SamplingParams(T, top_k, top_p, reference_top_k=False)
-        series = self._prepare_all(df_list, x_timestamp_list, y_timestamp_list, pred_len)
-        seed = secrets.randbits(63) if seed is None else seed
-        generator = torch.Generator(device=self.device).manual_seed(seed)
-        samples = self._generate(series, pred_len, sample_count, params, generator, False, deadline)
+        results: dict[int, JobResult] = {}
+
+        def settle(index: int, result: JobResult) -> None:
+            results[index] = result
+            if on_done is not None:
+                on_done(index, result)
+
+        prepared: list[_PreparedJob] = []
+        for index, job in enumerate(jobs):
+            try:
+                series = self._prepare_all(
+                    job.df_list, job.x_timestamp_list, job.y_timestamp_list, job.pred_len
+                )
+                self._check_decoding(job.pred_len, job.sample_count)
+            except ValueError as error:
+                settle(index, error)
+                continue
+            seed = secrets.randbits(63) if job.seed is None else job.seed
+            prepared.append(_PreparedJob(index, series, job, seed))
+
+        def stream_done(position: int, outcome: Outcome) -> None:
+            one = prepared[position]
+            if isinstance(outcome, TimeoutError):
+                settle(one.index, outcome)
+            else:
+                settle(one.index, self._forecasts(one, outcome, levels))
+
+        if prepared:
+            streams = [
+                Stream(
+                    [History(s.x, s.x_stamp, s.y_stamp) for s in one.series],
+                    one.job.pred_len,
+                    one.job.sample_count,
+                    torch.Generator(device=self.device).manual_seed(one.seed),
+                    one.job.deadline,
+                )
+                for one in prepared
+            ]
+            try:
+                with torch.inference_mode():
+                    self.stream_run(streams, params, stream_done).run_streams()
+            except AllStreamsStopped:
+                pass  # every job has its TimeoutError
+            except Exception as error:  # the batch failed as a whole: each job says so
+                logger.exception("a batch of %d forecasts failed", len(prepared))
+                for one in prepared:
+                    if one.index not in results:
+                        settle(one.index, error)
+        return [results[index] for index in range(len(jobs))]
+
+    @staticmethod
+    def _forecasts(one: _PreparedJob, decoded: np.ndarray, levels: tuple[float, ...]) -> JobResult:
+        """The job's decoded paths (series × samples, pred_len, 6) as one Forecast per series."""
+        samples = one.job.sample_count
         return [
             Forecast(
                 timestamps=pd.DatetimeIndex(y_ts),
-                paths=one.denormalise(paths).astype(np.float64),
+                paths=series.denormalise(decoded[i * samples : (i + 1) * samples]).astype(
+                    np.float64
+                ),
                 quantile_levels=levels,
-                seed=seed,
+                seed=one.seed,
             )
-            for one, paths, y_ts in zip(series, samples, y_timestamp_list, strict=True)
+            for i, (series, y_ts) in enumerate(
+                zip(one.series, one.job.y_timestamp_list, strict=True)
+            )
         ]
 
     # ----------------------------------------------------------------- decoding
@@ -314,21 +428,23 @@ class KronosPredictor:
         pred_len: int,
         sample_count: int,
         params: SamplingParams,
-        generator: torch.Generator | None,
         verbose: bool,
-        deadline: float | None = None,
     ) -> list[np.ndarray]:
-        """Normalised sample paths, one float32 array (sample_count, pred_len, 6) per series."""
+        """Normalised sample paths, one float32 array (sample_count, pred_len, 6) per series,
+        drawn from torch's global generator."""
+        self._check_decoding(pred_len, sample_count)
+        histories = [History(s.x, s.x_stamp, s.y_stamp) for s in series]
+        run = self.decode_run(histories, pred_len, sample_count, params, None)
+        decoded = run.run(verbose)  # (R, pred_len, 6)
+        return [decoded[i * sample_count : (i + 1) * sample_count] for i in range(len(series))]
+
+    def _check_decoding(self, pred_len: int, sample_count: int) -> None:
         if sample_count < 1:
             raise ValueError(f"sample_count must be >= 1, got {sample_count}")
         if pred_len > self.max_context:
             raise ValueError(
                 f"pred_len ({pred_len}) must not exceed max_context ({self.max_context})"
             )
-        histories = [History(s.x, s.x_stamp, s.y_stamp) for s in series]
-        run = self.decode_run(histories, pred_len, sample_count, params, generator, deadline)
-        decoded = run.run(verbose)  # (R, pred_len, 6)
-        return [decoded[i * sample_count : (i + 1) * sample_count] for i in range(len(series))]
 
     def decode_run(
         self,
@@ -341,16 +457,23 @@ class KronosPredictor:
     ) -> DecodeRun:
         """A generation of `sample_count` paths per history with this predictor's passes and
         settings (for tools that want the tokens: `run.bar(i)` for each bar, then `run.s1`)."""
+        stream = Stream(histories, pred_len, sample_count, generator, deadline)
+        return self.stream_run([stream], params)
+
+    def stream_run(
+        self,
+        streams: Sequence[Stream],
+        params: SamplingParams,
+        on_done: Callable[[int, Outcome], None] | None = None,
+    ) -> DecodeRun:
+        """A generation of several streams together with this predictor's passes and settings."""
         return DecodeRun(
             self.engines,
             self.tokenizer,
-            histories,
-            pred_len,
-            sample_count,
+            streams,
             params,
-            generator,
             max_context=self.max_context,
-            deadline=deadline,
             cuda_graphs=self.cuda_graphs,
             stats=self.stats,
+            on_done=on_done,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -47,14 +48,22 @@ def _keep_nucleus(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     return logits.masked_fill(remove, float("-inf"))
 
 
+RowGenerators = Sequence[tuple[int, torch.Generator | None]]
+"""Consecutive blocks of rows and the generator each block draws from: (rows, generator)."""
+
+
 def sample_tokens(
-    logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None = None
+    logits: torch.Tensor,
+    params: SamplingParams,
+    generator: torch.Generator | RowGenerators | None = None,
 ) -> torch.Tensor:
     """Draw one token per row of `logits` (N, V): int64 (N, 1) on the logits' device.
 
     The draw is `torch.multinomial(probs, 1)`'s own algorithm (`argmax(probs / q)`, q ~ Exp(1)
     from `generator`), so it consumes the generator and picks tokens exactly as torch does,
-    but without multinomial's host-side checks: it can run inside a CUDA graph.
+    but without multinomial's host-side checks: it can run inside a CUDA graph. `generator`
+    may also give each block of rows its own generator (`RowGenerators`, rows summing to N):
+    each block then draws exactly what it would draw alone, whatever the other blocks are.
     """
     if params.temperature != 1.0:  # x / 1.0 == x exactly: skip the op
         logits = logits / params.temperature
@@ -63,5 +72,19 @@ def sample_tokens(
     if params.top_p < 1.0 and not (params.top_k > 0 and params.reference_top_k):
         logits = _keep_nucleus(logits, params.top_p)
     probs = F.softmax(logits, dim=-1)
-    noise = torch.empty_like(probs).exponential_(1, generator=generator)
-    return torch.argmax(probs / noise, dim=-1, keepdim=True)
+    return torch.argmax(probs / exponential_noise(probs, generator), dim=-1, keepdim=True)
+
+
+def exponential_noise(
+    like: torch.Tensor, generator: torch.Generator | RowGenerators | None
+) -> torch.Tensor:
+    """Exp(1) noise shaped like `like` (N, V), from one generator or one per block of rows."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return torch.empty_like(like).exponential_(1, generator=generator)
+    blocks = [
+        like.new_empty(rows, like.shape[-1]).exponential_(1, generator=block_generator)
+        for rows, block_generator in generator
+    ]
+    if sum(len(b) for b in blocks) != like.shape[0]:
+        raise ValueError(f"the generators' rows do not add up to the {like.shape[0]} rows")
+    return blocks[0] if len(blocks) == 1 else torch.cat(blocks)

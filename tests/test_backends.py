@@ -8,13 +8,17 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
+import torch
 
 from app.settings import Settings
+from app.state import worker_state
 from kronos_integration.backends import BACKENDS, create_backend, load_backend, register_backend
+from kronos_integration.backends.kronos import KronosBackend
 from kronos_integration.candles import validate_candles
-from kronos_integration.config import ForecastSettings, ModelSettings
+from kronos_integration.config import ForecastSettings, ModelSettings, SettingsError
 from kronos_integration.errors import DeadlineExceededError, InvalidRequestError
 from kronos_integration.history import History
+from kronos_integration.model.kernels import dtype_supported
 from kronos_integration.pipeline import run_forecast, warm_up
 from kronos_integration.request import ForecastRequest
 from tests.candles import make_candles
@@ -105,3 +109,41 @@ def test_the_pipeline_refuses_what_the_backend_cannot_do(tiny_checkpoints) -> No
     late = ForecastRequest("X", horizon_days=2, sample_count=1)
     with pytest.raises(DeadlineExceededError):
         run_forecast(kronos, _history(), late, ForecastSettings(), deadline=time.monotonic() - 1)
+
+
+def test_kronos_dtype_is_read_validated_and_refused_where_the_device_cannot_run_it(
+    tiny_checkpoints,
+) -> None:
+    assert ModelSettings.from_env({}).dtype == "float32"
+    assert ModelSettings.from_env({"KRONOS_DTYPE": "BFloat16"}).dtype == "bfloat16"
+    with pytest.raises(SettingsError, match="KRONOS_DTYPE='float64' is invalid") as bad:
+        ModelSettings.from_env({"KRONOS_DTYPE": "float64"})
+    assert bad.value.variable == "KRONOS_DTYPE"
+    model_dir, tokenizer_dir = tiny_checkpoints
+    half = ModelSettings(model_id=str(model_dir), tokenizer_id=str(tokenizer_dir), dtype="float16")
+    for mode in ("kronos", "auto"):  # auto mode does not fall back over a bad setting
+        with pytest.raises(SettingsError, match=r"KRONOS_DTYPE='float16'.*a dtype cpu runs"):
+            load_backend(mode, half, warm_up)
+
+
+@pytest.mark.skipif(
+    not dtype_supported("cpu", "bfloat16"), reason="this CPU has no native bfloat16 arithmetic"
+)
+def test_kronos_dtype_bfloat16_serves_and_says_so(tiny_checkpoints) -> None:
+    model_dir, tokenizer_dir = tiny_checkpoints
+    app = loaded_app(
+        make_settings(
+            mode="kronos",
+            model_id=str(model_dir),
+            tokenizer_id=str(tokenizer_dir),
+            allow_synthetic_history=True,
+            dtype="bfloat16",
+        )
+    )
+    client = app.test_client()
+    assert client.get("/models").get_json()["dtype"] == "bfloat16"
+    answer = client.post("/predict", json={**SEED_REQUEST, "seed": 3})
+    assert answer.status_code == 200, answer.get_json()
+    assert answer.get_json()["metadata"]["dtype"] == "bfloat16"
+    backend = worker_state(app).backend
+    assert isinstance(backend, KronosBackend) and backend.predictor.dtype == torch.bfloat16

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from kronos_integration.model import Kronos, KronosTokenizer
-from kronos_integration.model.decoder import FusedKronos
+from kronos_integration.model.decoder import FusedKronos, SharedPrefix
 from kronos_integration.model.module import Linear, onednn_available
 from kronos_integration.predictor import KronosPredictor, prepare_series, time_features
 from tests.checkpoints import GOLDEN, TEST_DEVICE, make_tiny_pair
@@ -187,6 +187,65 @@ def test_fused_passes_compute_the_modules_functions(kernel: str) -> None:
             model.decode_s2(hidden, nxt)[:, -1],
             **close,
         )
+
+
+def test_steps_reading_a_shared_history_once_per_series_compute_the_modules_functions() -> None:
+    """Two series of 8 history tokens, 3 sample rows each that go their own ways after it:
+    steps whose attention reads the history from a `SharedPrefix` (once per series) equal
+    `Kronos.hidden_states` of each row's tokens, and the s2 head equals the one reading
+    every row's whole cache."""
+    model, _ = make_tiny_pair(seed=9)
+    model = model.to(TEST_DEVICE)
+    engine = FusedKronos(model)
+    generator = torch.Generator().manual_seed(1)
+    history = torch.randint(0, 64, (2, 2, 8), generator=generator)  # (s1/s2, series, L)
+    own = torch.randint(0, 64, (2, 6, 4), generator=generator)  # (s1/s2, rows, bars)
+    rows = [torch.cat((h.repeat_interleave(3, 0), o), 1) for h, o in zip(history, own, strict=True)]
+    s1, s2 = (tokens.to(TEST_DEVICE) for tokens in rows)
+    stamps = torch.from_numpy(time_features(pd.date_range("2024-01-02", periods=12, freq="h")))
+    stamps = stamps[None].expand(6, -1, -1).to(TEST_DEVICE)
+    close = {"rtol": 1e-4, "atol": 1e-5}
+    with torch.inference_mode():
+        expected = model.hidden_states(s1, s2, stamps)  # (6, 12, d)
+        x = engine.embed(s1, s2, engine.time_embedding(stamps))
+        cache = engine.new_cache(2, 12)
+        engine.window(x[::3, :8], cache)  # each series' history once
+        prefix = SharedPrefix.of(cache, 8, samples=3)
+        cache.repeat_rows(3)
+        tables = engine.rotary_tables(12)
+        for position in range(8, 12):
+            at = torch.tensor([position], device=TEST_DEVICE)
+            rotary = [(cos[at], sin[at]) for cos, sin in tables]
+            hidden = engine.step(x[:, position], cache, at, position + 1, None, rotary, prefix)
+            torch.testing.assert_close(hidden, expected[:, position], **close)
+        s1_ids = torch.arange(6, device=TEST_DEVICE)
+        keys, values = cache.dep_keys[:, :, 8:12], cache.dep_values[:, :, 8:12]
+        torch.testing.assert_close(
+            engine.s2_logits(hidden, s1_ids, keys, values, None, prefix),
+            engine.s2_logits(hidden, s1_ids, cache.dep_keys, cache.dep_values),
+            **close,
+        )
+
+
+def test_decoding_a_shared_history_once_per_series_equals_decoding_every_window() -> None:
+    """The tokenizer's decoder is causal: the generated bars of rows that share a history
+    decode the same when the history is decoded once per series."""
+    _, tokenizer = make_tiny_pair(seed=10)
+    tokenizer = tokenizer.to(TEST_DEVICE)
+    generator = torch.Generator().manual_seed(2)
+    history = torch.randint(0, 64, (2, 2, 10), generator=generator)  # (s1/s2, series, P)
+    own = torch.randint(0, 64, (2, 6, 5), generator=generator)  # (s1/s2, rows, G)
+    windows = [
+        torch.cat((h.repeat_interleave(3, 0), o), 1) for h, o in zip(history, own, strict=True)
+    ]
+    with torch.inference_mode():
+        expected = tokenizer.decode(tuple(w.to(TEST_DEVICE) for w in windows))[:, 10:]
+        got = tokenizer.decode_shared(
+            (history[0].to(TEST_DEVICE), history[1].to(TEST_DEVICE)),
+            (own[0].to(TEST_DEVICE), own[1].to(TEST_DEVICE)),
+            samples=3,
+        )
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize(

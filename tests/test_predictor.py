@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -12,13 +13,13 @@ import pandas as pd
 import pytest
 import torch
 
-from benchmarks.reference_decoding import reference_predict
-from kronos_integration.model import generation
+from kronos_integration.model import Kronos, KronosTokenizer, generation
 from kronos_integration.model.kernels import dtype_supported
 from kronos_integration.model.module import onednn_available
-from kronos_integration.predictor import KronosPredictor, prepare_series
+from kronos_integration.predictor import ForecastJob, KronosPredictor, prepare_series
 from kronos_integration.sampling import SamplingParams, sample_tokens
 from tests.checkpoints import TEST_DEVICE, make_tiny_pair
+from tests.reference_predictor import reference_predict
 
 STAMPS = pd.date_range("2024-03-04 09:30", periods=400, freq="15min")
 
@@ -44,53 +45,49 @@ def predictor() -> KronosPredictor:
     return KronosPredictor(model, tokenizer, device=TEST_DEVICE, max_context=64)
 
 
+@pytest.fixture(scope="module")
+def oracle_weights() -> tuple[Kronos, KronosTokenizer]:
+    """The predictor's weights, fresh on the CPU (the predictor may repack its own)."""
+    return make_tiny_pair(seed=1)
+
+
 @pytest.mark.parametrize(
     ("lookback", "pred_len"),
     [(30, 20), (64, 1), (50, 30), (90, 10), (1, 12)],
     ids=["fits", "fills-exactly", "slides", "history-longer-than-window", "one-bar-history"],
 )
 def test_cached_greedy_decoding_equals_full_recompute(
-    predictor: KronosPredictor, lookback: int, pred_len: int
+    predictor: KronosPredictor,
+    oracle_weights: tuple[Kronos, KronosTokenizer],
+    lookback: int,
+    pred_len: int,
 ) -> None:
+    """Against the independent oracle (tests/reference_predictor.py), which recomputes the
+    whole window for every bar as the reference does."""
     df = candles(lookback)
     x_ts, y_ts = STAMPS[:lookback], STAMPS[lookback : lookback + pred_len]
-    greedy = SamplingParams(temperature=1.0, top_k=1, top_p=1.0)
     expected = reference_predict(
-        predictor.model,
-        predictor.tokenizer,
-        df,
-        x_ts,
-        y_ts,
-        pred_len,
-        max_context=64,
-        params=greedy,
+        *oracle_weights, df, x_ts, y_ts, pred_len, max_context=64, T=1.0, top_k=1, top_p=1.0
     )
     got = predictor.predict(df, x_ts, y_ts, pred_len, T=1.0, top_k=1, top_p=1.0)
-    pd.testing.assert_index_equal(got.index, expected.index)
-    np.testing.assert_allclose(got.to_numpy(), expected.to_numpy(), rtol=1e-4, atol=1e-5)
+    pd.testing.assert_index_equal(got.index, y_ts)
+    np.testing.assert_allclose(got.to_numpy(), expected, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("lookback", [40, 60])
 def test_sampled_paths_equal_the_reference_under_the_same_global_seed(
-    predictor: KronosPredictor, lookback: int
+    predictor: KronosPredictor, oracle_weights: tuple[Kronos, KronosTokenizer], lookback: int
 ) -> None:
     df, pred_len = candles(lookback, seed=2), 16
     x_ts, y_ts = STAMPS[:lookback], STAMPS[lookback : lookback + pred_len]
     torch.manual_seed(123)
     expected = reference_predict(
-        predictor.model,
-        predictor.tokenizer,
-        df,
-        x_ts,
-        y_ts,
-        pred_len,
-        max_context=64,
-        params=SamplingParams(temperature=0.8, top_k=0, top_p=0.9),
+        *oracle_weights, df, x_ts, y_ts, pred_len, max_context=64, T=0.8, top_p=0.9,
         sample_count=4,
-    )
+    )  # fmt: skip
     torch.manual_seed(123)
     got = predictor.predict(df, x_ts, y_ts, pred_len, T=0.8, top_p=0.9, sample_count=4)
-    np.testing.assert_allclose(got.to_numpy(), expected.to_numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(got.to_numpy(), expected, rtol=1e-4, atol=1e-5)
 
 
 def test_predict_batch_accepts_series_of_different_lengths(predictor: KronosPredictor) -> None:
@@ -120,6 +117,77 @@ def test_forecast_returns_every_path_and_reproduces_from_its_seed(
     other = predictor.forecast(df, x_ts, y_ts, pred_len, sample_count=6, seed=first.seed + 1)
     assert not np.array_equal(other.paths, first.paths)
     assert len(np.unique(first.paths[:, -1, 3])) > 1  # sample paths really differ
+
+
+def _jobs(lookback: int, shapes: list[tuple[int, int]]) -> list[ForecastJob]:
+    """One job per (horizon, sample_count): its own history and seed."""
+    return [
+        ForecastJob(
+            [candles(lookback, seed=10 + k)],
+            [STAMPS[:lookback]],
+            [STAMPS[lookback : lookback + horizon]],
+            horizon,
+            sample_count=samples,
+            seed=100 + k,
+        )
+        for k, (horizon, samples) in enumerate(shapes)
+    ]
+
+
+def _paths(result: object) -> np.ndarray:
+    assert isinstance(result, list), result
+    return np.stack([forecast.paths for forecast in result])
+
+
+# (horizon, samples): ends early, fits exactly (40 + 24 = 64), slides, ends earliest
+BATCH_SHAPES = [(12, 4), (24, 3), (30, 2), (6, 8)]
+
+
+@pytest.mark.parametrize("lookback", [40, 64], ids=["fits-then-slides", "slides-at-once"])
+def test_a_seeded_job_gets_the_same_paths_alone_and_in_a_batch_of_four(
+    predictor: KronosPredictor, lookback: int
+) -> None:
+    """Each job draws from its own generator: decoded with three others (other histories,
+    horizons, sample counts and seeds) it gets exactly the paths it gets alone."""
+    jobs = _jobs(lookback, BATCH_SHAPES)
+    alone = [_paths(predictor.forecast_jobs([job])[0]) for job in jobs]
+    done: list[int] = []
+    batched = predictor.forecast_jobs(jobs, on_done=lambda index, _: done.append(index))
+    for job, paths, result in zip(jobs, alone, batched, strict=True):
+        assert paths.shape == (1, job.sample_count, job.pred_len, 6)
+        np.testing.assert_array_equal(_paths(result), paths)
+    assert done == [3, 0, 1, 2]  # each job as soon as its last bar is decoded
+    single = predictor.forecast(
+        jobs[1].df_list[0], STAMPS[:lookback], jobs[1].y_timestamp_list[0], 24,
+        sample_count=3, seed=101,
+    )  # fmt: skip
+    np.testing.assert_array_equal(single.paths, alone[1][0])
+
+
+def test_a_job_past_its_deadline_or_with_bad_input_does_not_sink_the_others(
+    predictor: KronosPredictor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jobs = _jobs(40, BATCH_SHAPES)
+    alone = [_paths(predictor.forecast_jobs([job])[0]) for job in jobs]
+    bad = jobs[0].df_list[0].assign(close=np.nan)
+    # Each read of the clock advances one second: job 1's deadline passes after the prefill.
+    clock = _Clock(ticking=True)
+    monkeypatch.setattr(generation, "monotonic", clock)
+    jobs[0] = ForecastJob(
+        [bad], jobs[0].x_timestamp_list, jobs[0].y_timestamp_list, 12, 4, seed=100
+    )
+    jobs[1] = ForecastJob(
+        jobs[1].df_list, jobs[1].x_timestamp_list, jobs[1].y_timestamp_list, 24, 3, 101, 8.5
+    )
+    results = predictor.forecast_jobs(jobs)
+    assert isinstance(results[0], ValueError) and "NaN" in str(results[0])
+    assert isinstance(results[1], TimeoutError)
+    bars_done = re.fullmatch(
+        r"forecast passed its deadline after (\d+) of 24 bars", str(results[1])
+    )
+    assert bars_done is not None and 0 < int(bars_done[1]) < 24, results[1]
+    for index in (2, 3):
+        np.testing.assert_array_equal(_paths(results[index]), alone[index])
 
 
 def test_timestamps_may_be_a_series_or_a_datetime_index(predictor: KronosPredictor) -> None:

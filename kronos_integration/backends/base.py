@@ -2,14 +2,15 @@
 
 A backend draws sample paths of future OHLCV bars for a batch of `ForecastTask`s and describes
 itself with a `BackendInfo`. Callers never branch on a backend's name: what differs (version,
-device, context window, which sampling options apply) is in its info.
+device, context window, which sampling options apply) is in its info. A backend that can decode
+concurrent forecasts together is also a `BatchingBackend` (see `kronos_integration.batching`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
@@ -80,4 +81,26 @@ class Backend(Protocol):
 
         Raises ValueError for input it cannot forecast and TimeoutError past a task's deadline.
         """
+        ...
+
+
+TaskOutcome = np.ndarray | Exception
+"""A task's sample paths (as `Backend.forecast` returns them), or why it has none."""
+
+
+@runtime_checkable
+class BatchingBackend(Backend, Protocol):
+    """A backend that decodes unrelated tasks together, each as if it were alone."""
+
+    def batch_key(self, task: ForecastTask) -> Hashable:
+        """Tasks with equal keys may share one decode (e.g. same history length and filters)."""
+        ...
+
+    def forecast_each(
+        self, tasks: Sequence[ForecastTask], done: Callable[[int, TaskOutcome], None]
+    ) -> None:
+        """Decode `tasks` together, each from its own `sampling.seed` (its paths are those
+        `forecast([task])` gives), to its own horizon and deadline; `done(index, outcome)` is
+        called once per task as soon as its paths (or its ValueError, TimeoutError, …) are
+        known. Never raises for one task's sake."""
         ...

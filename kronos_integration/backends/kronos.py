@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
-from kronos_integration.backends.base import ArtifactInfo, BackendInfo, ForecastTask
+from kronos_integration.backends.base import ArtifactInfo, BackendInfo, ForecastTask, TaskOutcome
 from kronos_integration.config import ModelSettings, SettingsError
-from kronos_integration.predictor import KronosPredictor
+from kronos_integration.model.kernels import supported_dtypes
+from kronos_integration.predictor import ForecastJob, JobResult, KronosPredictor
 from kronos_integration.registry import (
     ArtifactSpec,
     LoadedArtifacts,
@@ -23,7 +24,11 @@ NAME = "kronos"
 
 
 class KronosBackend:
-    """`KronosPredictor` behind the `Backend` protocol; applies temperature, top-k and top-p."""
+    """`KronosPredictor` behind the `Backend` protocol; applies temperature, top-k and top-p.
+
+    Also a `BatchingBackend`: tasks whose histories have one length and whose sampling shares
+    temperature, top-k and top-p decode together, each from its own seed.
+    """
 
     def __init__(self, predictor: KronosPredictor, artifacts: LoadedArtifacts) -> None:
         self.predictor = predictor
@@ -32,7 +37,7 @@ class KronosBackend:
             name=NAME,
             version=artifacts.model_spec.repo_id,
             device=str(predictor.device),
-            dtype=str(next(artifacts.model.parameters()).dtype).removeprefix("torch."),
+            dtype=str(predictor.dtype).removeprefix("torch."),
             max_context=predictor.max_context,
             max_bars=predictor.max_context,
             sampling_options=frozenset({"temperature", "top_k", "top_p"}),
@@ -45,6 +50,50 @@ class KronosBackend:
             },
         )
 
+    def batch_key(self, task: ForecastTask) -> Hashable:
+        """History length and sampling filters: tasks that decode alike, so together."""
+        sampling = task.sampling
+        return (len(task.candles), sampling.temperature, sampling.top_k, sampling.top_p)
+
+    def forecast_each(
+        self, tasks: Sequence[ForecastTask], done: Callable[[int, TaskOutcome], None]
+    ) -> None:
+        """Each task its own forecast (its own seed, horizon, sample count and deadline), tasks
+        of one `batch_key` decoded as one batch; `done(index, paths or exception)` per task."""
+        groups: dict[Hashable, list[int]] = {}
+        for position, task in enumerate(tasks):
+            groups.setdefault(self.batch_key(task), []).append(position)
+        for positions in groups.values():
+            self._forecast_group([tasks[p] for p in positions], positions, done)
+
+    def _forecast_group(
+        self,
+        group: list[ForecastTask],
+        positions: list[int],
+        done: Callable[[int, TaskOutcome], None],
+    ) -> None:
+        """Tasks of one batch key as one `forecast_jobs` call; `done(positions[i], …)`."""
+        settled: set[int] = set()
+
+        def settle(index: int, result: JobResult) -> None:
+            settled.add(index)
+            done(positions[index], result if isinstance(result, Exception) else result[0].paths)
+
+        sampling = group[0].sampling
+        jobs = [_job([task], task.sampling, task.deadline) for task in group]
+        try:
+            self.predictor.forecast_jobs(
+                jobs,
+                T=sampling.temperature,
+                top_k=sampling.top_k,
+                top_p=sampling.top_p,
+                on_done=settle,
+            )
+        except ValueError as error:  # the group's shared sampling arguments
+            for index in range(len(jobs)):
+                if index not in settled:
+                    settle(index, error)
+
     def forecast(self, tasks: Sequence[ForecastTask]) -> list[np.ndarray]:
         """Tasks that share one horizon length and one `Sampling` decode as one batch (one random
         stream, seeded by that sampling); the answers come back in the tasks' order."""
@@ -52,20 +101,21 @@ class KronosBackend:
         for position, task in enumerate(tasks):
             groups.setdefault((len(task.future), task.sampling), []).append(position)
         paths: dict[int, np.ndarray] = {}
-        for (pred_len, sampling), positions in groups.items():
+        for (_, sampling), positions in groups.items():
             group = [tasks[p] for p in positions]
             deadlines = [t.deadline for t in group if t.deadline is not None]
+            job = _job(group, sampling, min(deadlines) if deadlines else None)
             forecasts = self.predictor.forecast_batch(
-                [t.candles for t in group],
-                [pd.DatetimeIndex(t.candles.index) for t in group],
-                [t.future for t in group],
-                pred_len,
-                sample_count=sampling.sample_count,
+                job.df_list,
+                job.x_timestamp_list,
+                job.y_timestamp_list,
+                job.pred_len,
+                sample_count=job.sample_count,
                 T=sampling.temperature,
                 top_k=sampling.top_k,
                 top_p=sampling.top_p,
-                seed=sampling.seed,
-                deadline=min(deadlines) if deadlines else None,
+                seed=job.seed,
+                deadline=job.deadline,
             )
             paths.update(zip(positions, (f.paths for f in forecasts), strict=True))
         return [paths[p] for p in range(len(tasks))]
@@ -74,8 +124,8 @@ class KronosBackend:
 def load(settings: ModelSettings) -> KronosBackend:
     """Load the configured model and tokenizer onto the configured device.
 
-    Raises SettingsError for a device this machine does not have, ModelLoadError for weights
-    that cannot be resolved or loaded.
+    Raises SettingsError for a device this machine does not have or a dtype it cannot run
+    (before any weights are read), ModelLoadError for weights that cannot be resolved or loaded.
     """
     try:
         device = resolve_device(settings.device)
@@ -83,6 +133,9 @@ def load(settings: ModelSettings) -> KronosBackend:
         raise SettingsError(
             "KRONOS_DEVICE", settings.device, f"a device this machine has ({error})"
         ) from None
+    runs = [str(d).removeprefix("torch.") for d in supported_dtypes(device)]
+    if settings.dtype not in runs:
+        raise SettingsError("KRONOS_DTYPE", settings.dtype, f"a dtype {device} runs: {runs}")
     artifacts = load_artifacts(
         ArtifactSpec(settings.model_id, settings.model_revision),
         ArtifactSpec(settings.tokenizer_id, settings.tokenizer_revision),
@@ -96,8 +149,22 @@ def load(settings: ModelSettings) -> KronosBackend:
         device=device,
         max_context=settings.max_context,
         clip=settings.clip,
+        dtype=settings.dtype,
     )
     return KronosBackend(predictor, artifacts)
+
+
+def _job(tasks: Sequence[ForecastTask], sampling: Sampling, deadline: float | None) -> ForecastJob:
+    """Tasks of one horizon length drawn from one `sampling` as one job."""
+    return ForecastJob(
+        [t.candles for t in tasks],
+        [pd.DatetimeIndex(t.candles.index) for t in tasks],
+        [t.future for t in tasks],
+        len(tasks[0].future),
+        sampling.sample_count,
+        sampling.seed,
+        deadline,
+    )
 
 
 def _describe(spec: ArtifactSpec, sha: str | None, module: torch.nn.Module) -> ArtifactInfo:

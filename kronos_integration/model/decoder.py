@@ -31,6 +31,7 @@ from kronos_integration.model.module import (
     RMSNorm,
     RotaryPositionalEmbedding,
     TransformerBlock,
+    attend_after_shared,
     rotate_half,
 )
 
@@ -45,12 +46,19 @@ class DecoderCache:
     dep_keys: torch.Tensor
     dep_values: torch.Tensor
 
-    def repeat_rows(self, repeats: int) -> None:
-        """Repeat each row `repeats` times, in place: row r becomes rows r*repeats onwards."""
+    def repeat_rows(self, repeats: int | torch.Tensor) -> None:
+        """Repeat each row `repeats` times (or `repeats[r]` times: int64 (B,)), in place."""
         self.keys = [k.repeat_interleave(repeats, dim=0) for k in self.keys]
         self.values = [v.repeat_interleave(repeats, dim=0) for v in self.values]
         self.dep_keys = self.dep_keys.repeat_interleave(repeats, dim=0)
         self.dep_values = self.dep_values.repeat_interleave(repeats, dim=0)
+
+    def select_rows(self, index: torch.Tensor) -> None:
+        """Keep only the rows `index` (int64 (B',), on the cache's device), in place."""
+        self.keys = [k.index_select(0, index) for k in self.keys]
+        self.values = [v.index_select(0, index) for v in self.values]
+        self.dep_keys = self.dep_keys.index_select(0, index)
+        self.dep_values = self.dep_values.index_select(0, index)
 
     def rows(self, start: int, stop: int) -> DecoderCache:
         """Rows start…stop-1 as views: writes go to this cache."""
@@ -59,6 +67,45 @@ class DecoderCache:
             [v[start:stop] for v in self.values],
             self.dep_keys[start:stop],
             self.dep_values[start:stop],
+        )
+
+
+@dataclass(frozen=True)
+class SharedPrefix:
+    """The first `length` cached positions where each series' `samples` consecutive rows hold
+    the same keys and values (its history): per layer (N, H, length, D), and the dependency
+    layer's (N, Hd, length, Dd). A step given it reads them once per series, not once per row
+    (on the CPU most of a step's time goes to reading the cache)."""
+
+    keys: list[torch.Tensor]
+    values: list[torch.Tensor]
+    dep_keys: torch.Tensor
+    dep_values: torch.Tensor
+    samples: int
+
+    @property
+    def length(self) -> int:
+        return int(self.keys[0].shape[2])
+
+    @classmethod
+    def of(cls, cache: DecoderCache, length: int, samples: int) -> SharedPrefix:
+        """Copies of a per-series cache's first `length` positions (before `repeat_rows`)."""
+        return cls(
+            [k[:, :, :length].contiguous() for k in cache.keys],
+            [v[:, :, :length].contiguous() for v in cache.values],
+            cache.dep_keys[:, :, :length].contiguous(),
+            cache.dep_values[:, :, :length].contiguous(),
+            samples,
+        )
+
+    def select_series(self, index: torch.Tensor) -> SharedPrefix:
+        """Only the series `index` (int64, on the prefix's device)."""
+        return SharedPrefix(
+            [k.index_select(0, index) for k in self.keys],
+            [v.index_select(0, index) for v in self.values],
+            self.dep_keys.index_select(0, index),
+            self.dep_values.index_select(0, index),
+            self.samples,
         )
 
 
@@ -231,6 +278,7 @@ class FusedKronos:
         key_len: int,
         key_mask: torch.Tensor | None,
         rotary: list[tuple[torch.Tensor, torch.Tensor]],
+        prefix: SharedPrefix | None = None,
     ) -> torch.Tensor:
         """One token per row: x (B, d) at positions `at` -> final normed hidden states (B, d).
 
@@ -238,7 +286,8 @@ class FusedKronos:
         value (and the dependency layer's projections) are written at `at`; the token attends
         to the first `key_len` cached positions, restricted by `key_mask` (B or 1, 1, 1,
         key_len) when given. `rotary`: (cos, sin) of `at`, each (1 or B, head_dim), per
-        rotary embedding (rows of `rotary_tables`).
+        rotary embedding (rows of `rotary_tables`). With `prefix` (rows at one position, no
+        mask) the first `prefix.length` keys are read from it, once per series.
         """
         batch = x.shape[0]
         heads, head_dim = self.n_heads, self.head_dim
@@ -251,13 +300,24 @@ class FusedKronos:
             qk = qk * cos + rotate_half(qk) * sin  # (B, 2, H, D)
             _write(cache.keys[index], at, rows, qk[:, 1])
             _write(cache.values[index], at, rows, qkv[:, 2])
-            attended = _attend_one(
-                qk[:, 0].unsqueeze(2).to(self.cache_dtype),
-                cache.keys[index][:, :, :key_len],
-                cache.values[index][:, :, :key_len],
-                key_mask,
-            )  # (B, H, 1, D)
-            x = x + layer.out(attended.view(batch, self.d_model).to(self.dtype))
+            query = qk[:, 0].unsqueeze(2).to(self.cache_dtype)
+            if prefix is None:
+                attended = _attend_one(
+                    query,
+                    cache.keys[index][:, :, :key_len],
+                    cache.values[index][:, :, :key_len],
+                    key_mask,
+                )  # (B, H, 1, D)
+            else:
+                own = slice(prefix.length, key_len)
+                attended = attend_after_shared(
+                    query,
+                    cache.keys[index][:, :, own],
+                    cache.values[index][:, :, own],
+                    (prefix.keys[index], prefix.values[index], prefix.samples),
+                    causal=False,
+                )
+            x = x + layer.out(attended.reshape(batch, self.d_model).to(self.dtype))
             x = self._ffn(layer, x)
         hidden = self._rms(x, self.norm)
         kv = self.dep_kv(hidden).view(batch, 2, self.dep_heads, self.dep_head_dim)
@@ -285,14 +345,20 @@ class FusedKronos:
         keys: torch.Tensor,
         values: torch.Tensor,
         key_mask: torch.Tensor | None = None,
+        prefix: SharedPrefix | None = None,
     ) -> torch.Tensor:
         """`Kronos.s2_logits_last`: hidden (B, d), sampled s1 ids (B,), the dependency layer's
-        keys/values (B, Hd, K, Dd) -> float32 s2 logits (B, 2^s2_bits)."""
+        keys/values (B, Hd, K, Dd) -> float32 s2 logits (B, 2^s2_bits). With `prefix` (no
+        mask), `keys`/`values` are the positions after it."""
         batch = hidden.shape[0]
         query = self.dep_q(F.embedding(s1_ids, self.emb_s1))
-        query = query.view(batch, self.dep_heads, 1, self.dep_head_dim)
-        attended = _attend_one(query.to(keys.dtype), keys, values, key_mask)
-        attended = self.dep_out(attended.view(batch, self.d_model).to(self.dtype))
+        query = query.view(batch, self.dep_heads, 1, self.dep_head_dim).to(keys.dtype)
+        if prefix is None:
+            attended = _attend_one(query, keys, values, key_mask)
+        else:
+            shared = (prefix.dep_keys, prefix.dep_values, prefix.samples)
+            attended = attend_after_shared(query, keys, values, shared, causal=False)
+        attended = self.dep_out(attended.reshape(batch, self.d_model).to(self.dtype))
         return self.head_s2(self._rms(hidden + attended, self.dep_norm)).float()
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import safetensors.torch
 import torch
@@ -120,6 +120,22 @@ class KronosTokenizer(
         for block in self.decoder:
             z = block(z)
         return self.head(z)
+
+    def decode_shared(
+        self,
+        shared_ids: tuple[torch.Tensor, torch.Tensor],
+        ids: tuple[torch.Tensor, torch.Tensor],
+        samples: int,
+    ) -> torch.Tensor:
+        """The last G positions of `decode` of windows made of each series' shared first P
+        tokens, shared_ids (N, P) each, then each of its `samples` rows' own G tokens, ids
+        (N·samples, G) each, series-major -> (N·samples, G, d_in). The decoder is causal, so
+        the shared part is decoded once per series. Inference only."""
+        shared = self.post_quant_embed(self.tokenizer.ids_to_codes(*shared_ids))
+        own = self.post_quant_embed(self.tokenizer.ids_to_codes(*ids))
+        for block in cast(list[TransformerBlock], list(self.decoder)):
+            shared, own = block.forward_shared(shared, own, samples)
+        return self.head(own)
 
 
 class Kronos(nn.Module, _EvalLoadingMixin, library_name="kronos-integration", repo_url=REPO_URL):

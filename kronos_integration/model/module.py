@@ -156,15 +156,72 @@ class _AttentionWithRoPE(nn.Module):
 class MultiHeadAttentionWithRoPE(_AttentionWithRoPE):
     """Causal multi-head self-attention with rotary positions."""
 
+    def _qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x (B, T, d_model) -> q, k, v (B, H, T, D), not yet rotated."""
+        return self._heads(self.q_proj(x)), self._heads(self.k_proj(x)), self._heads(self.v_proj(x))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, T, d_model) -> (B, T, d_model), causal over positions 0…T-1."""
-        q = self._heads(self.q_proj(x))  # (B, H, T, D)
-        k = self._heads(self.k_proj(x))
-        v = self._heads(self.v_proj(x))
+        q, k, v = self._qkv(x)  # (B, H, T, D)
         q, k = self.rotary(q, k)
         dropout_p = self.attn_dropout_p if self.training else 0.0
         out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
         return self._output(out)
+
+    def forward_shared(
+        self, shared: torch.Tensor, own: torch.Tensor, samples: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`forward` of windows made of each series' shared first P positions, shared (N, P,
+        d_model), then each of its `samples` rows' own G positions, own (N·samples, G, d_model)
+        series-major: (shared part (N, P, d_model), own part (N·samples, G, d_model)), the
+        shared part computed once per series. Inference only (no dropout)."""
+        length, own_length = shared.shape[1], own.shape[1]
+        q, k, v = self._qkv(shared)
+        q, k = self.rotary(q, k)
+        out_shared = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        own_q, own_k, own_v = self._qkv(own)
+        positions = torch.arange(length, length + own_length, device=own.device)
+        own_q, own_k = self.rotary.rotate(own_q, own_k, positions)
+        out_own = attend_after_shared(own_q, own_k, own_v, (k, v, samples), causal=True)
+        return self._output(out_shared), self._output(out_own)
+
+
+def attend_after_shared(
+    query: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    shared: tuple[torch.Tensor, torch.Tensor, int],
+    causal: bool,
+) -> torch.Tensor:
+    """Attention over each series' shared keys, then each row's own: query (B, H, G, D) of
+    B = N × samples rows (series-major), own keys/values (B, H, K, D), shared (keys, values,
+    samples) with keys/values (N, H, P, D) -> (B, H, G, D). `causal`: query g sees own keys
+    0…g only (G == K); else all of them.
+
+    The queries of a series' rows meet its shared keys in one product, so those are read once
+    per series, not once per row; one softmax spans shared and own keys.
+    """
+    shared_keys, shared_values, samples = shared
+    batch, heads, length, dim = query.shape
+    series, prefix = batch // samples, shared_keys.shape[2]
+
+    def by_series(x: torch.Tensor) -> torch.Tensor:  # (B, H, G, X) -> (N, H, S·G, X)
+        grouped = x.reshape(series, samples, heads, length, -1).transpose(1, 2)
+        return grouped.reshape(series, heads, samples * length, -1)
+
+    def by_row(x: torch.Tensor) -> torch.Tensor:  # (N, H, S·G, X) -> (B, H, G, X)
+        grouped = x.reshape(series, heads, samples, length, -1).transpose(1, 2)
+        return grouped.reshape(batch, heads, length, -1)
+
+    query = query * (dim**-0.5)
+    scores_shared = by_row(torch.matmul(by_series(query), shared_keys.transpose(-1, -2)))
+    scores_own = torch.matmul(query, keys.transpose(-1, -2))  # (B, H, G, K)
+    if causal:
+        later = torch.ones(length, length, dtype=torch.bool, device=query.device).triu(1)
+        scores_own = scores_own.masked_fill(later, float("-inf"))
+    weights = torch.softmax(torch.cat((scores_shared, scores_own), dim=-1), dim=-1)
+    from_shared = by_row(torch.matmul(by_series(weights[..., :prefix]), shared_values))
+    return from_shared + torch.matmul(weights[..., prefix:], values)
 
 
 class MultiHeadCrossAttentionWithRoPE(_AttentionWithRoPE):
@@ -225,6 +282,17 @@ class TransformerBlock(nn.Module):
         """x: (B, T, d_model) -> (B, T, d_model)."""
         x = x + self.self_attn(self.norm1(x))
         return x + self.ffn(self.norm2(x))
+
+    def forward_shared(
+        self, shared: torch.Tensor, own: torch.Tensor, samples: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`forward` of windows of a shared part and each row's own part (see
+        `MultiHeadAttentionWithRoPE.forward_shared`): (shared (N, P, d), own (N·samples, G, d))."""
+        attended_shared, attended_own = self.self_attn.forward_shared(
+            self.norm1(shared), self.norm1(own), samples
+        )
+        shared, own = shared + attended_shared, own + attended_own
+        return shared + self.ffn(self.norm2(shared)), own + self.ffn(self.norm2(own))
 
 
 class BinarySphericalQuantizer(nn.Module):
