@@ -132,21 +132,24 @@ class WorkerState:
     # What /health/ready and /models report.
 
     def status(self) -> dict[str, Any]:
+        """Ready or not and the mode, for anyone (no internals: the fallback reason is in
+        `model_info`)."""
         return {
             "status": "ready" if self.ready else "loading",
             "ready": self.ready,
             "mode": self.settings.mode,
             "serving": self.serving,
-            "fallback_reason": self.fallback_reason,
             "worker_pid": os.getpid(),
         }
 
     def model_info(self) -> dict[str, Any]:
-        """Ids, revisions, shas, parameter counts, device, dtype, load time."""
+        """Ids, revisions, shas, parameter counts, device, dtype, load time, why `auto` mode fell
+        back (redacted)."""
         info: BackendInfo | None = self.loaded.backend.info if self.loaded else None
         artifacts = info.artifacts if info else {}
         return {
             **self.status(),
+            "fallback_reason": self.fallback_reason,
             "model": asdict(artifacts["model"]) if "model" in artifacts else None,
             "tokenizer": asdict(artifacts["tokenizer"]) if "tokenizer" in artifacts else None,
             "device": info.device if info else None,

@@ -30,7 +30,7 @@ from benchmarks.live_server import (
     refusing_port,
     request,
 )
-from tests.support import SEED_REQUEST, kronos_env
+from tests.support import SEED_REQUEST, assert_redacted, kronos_env
 
 pytestmark = pytest.mark.slow
 
@@ -241,8 +241,8 @@ def test_unreachable_hub_in_auto_mode_falls_back_within_bounded_time(tmp_path):
     assert status == 200
     answer = json.loads(body)
     assert answer["model"] == "simulated"
-    assert answer["metadata"]["fallback_reason"]
-    assert "NeoQuasar/Kronos-small" in json.dumps(models)
+    reason = assert_redacted(answer["metadata"]["fallback_reason"], str(tmp_path))
+    assert models["fallback_reason"] == reason and "NeoQuasar/Kronos-small" in reason
 
 
 @pytest.mark.parametrize("mode", ["kronos", "auto"])
@@ -278,4 +278,6 @@ def test_corrupt_checkpoint_is_a_clear_start_up_error(tmp_path, tiny_checkpoints
             models = json.loads(request(server.port, "GET", "/models")[2])
             answer = json.loads(request(server.port, "POST", "/predict", SEED_REQUEST)[2])
         assert answer["model"] == "simulated"
-        assert str(model) in models["fallback_reason"] and "unusable" in models["fallback_reason"]
+        reason = assert_redacted(models["fallback_reason"], str(tmp_path))
+        assert "'<path>'" in reason and "unusable" in reason
+        assert str(model) in log_path.read_text()  # the log has it whole
