@@ -5,7 +5,9 @@ A view marked `policy.runs_forecasts` holds a slot of this worker's `InflightLim
 runs (taken after its body was read and validated). A forecast the request runs in a helper thread
 (see `app.time_budget`) takes its own hold, so work that outlives its request (a 504) keeps the
 slot until it ends. A request that finds no free slot gets 429 problem+json with `Retry-After`
-immediately instead of waiting in an unbounded queue.
+immediately instead of waiting in an unbounded queue. The slots cover forecasts running and those
+queued for the worker's `ForecastGate` (`KRONOS_CONCURRENT_FORECASTS` run at once; the rest of
+`KRONOS_MAX_INFLIGHT` wait for a turn, briefly).
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from flask import Flask, current_app
+from flask import Flask, Response, current_app
 from prometheus_client import Gauge
 
 from app import context
-from app.errors import ProblemError
+from app.errors import ProblemError, problem
 from app.metrics import get_metrics
+from app.policy import policy_of_request
 
 logger = logging.getLogger(__name__)
 
@@ -60,13 +63,22 @@ class InflightLimiter:
             raise ValueError(f"in-flight capacity must be at least 1, got {capacity}")
         self.capacity = capacity
         self.retry_after_s = retry_after_s
-        self._semaphore = threading.BoundedSemaphore(capacity)
+        self._lock = threading.Lock()
+        self._taken = 0
         self._gauge = gauge
+
+    @property
+    def full(self) -> bool:
+        """Every slot is taken right now."""
+        with self._lock:
+            return self._taken >= self.capacity
 
     def try_take(self) -> InflightSlot | None:
         """A slot if one is free right now, else None (never blocks)."""
-        if not self._semaphore.acquire(blocking=False):
-            return None
+        with self._lock:
+            if self._taken >= self.capacity:
+                return None
+            self._taken += 1
         if self._gauge is not None:
             self._gauge.inc()
         return InflightSlot(self)
@@ -75,7 +87,34 @@ class InflightLimiter:
         """Return one slot (called by `InflightSlot.release`)."""
         if self._gauge is not None:
             self._gauge.dec()
-        self._semaphore.release()
+        with self._lock:
+            self._taken -= 1
+
+    def refusal(self) -> ProblemError:
+        """The 429 for a request that found every slot taken (counted and logged here)."""
+        get_metrics().rejected.labels(reason="overloaded").inc()
+        logger.warning("refused a prediction: %d already in flight", self.capacity)
+        return ProblemError(
+            429,
+            "Too many requests",
+            f"This worker is already running its limit of {self.capacity} predictions; "
+            f"retry after {self.retry_after_s} s.",
+            headers={"Retry-After": str(self.retry_after_s)},
+        )
+
+
+def refuse_when_full() -> Response | None:
+    """Before-request hook: a forecasting request that arrives while every slot is taken is
+    refused before its body is read, parsed and validated (it would be refused after, at a
+    higher cost: under overload, refusals are most of the traffic). One that gets past this may
+    still find no slot once validated (`hold_inflight_slot`)."""
+    if not policy_of_request().runs_forecasts:
+        return None
+    limiter: InflightLimiter = current_app.extensions[EXTENSION_KEY]
+    if not limiter.full:
+        return None
+    refused = limiter.refusal()
+    return problem(refused.status, refused.title, refused.detail, headers=refused.headers)
 
 
 @contextmanager
@@ -84,15 +123,7 @@ def hold_inflight_slot() -> Iterator[InflightSlot]:
     limiter: InflightLimiter = current_app.extensions[EXTENSION_KEY]
     slot = limiter.try_take()
     if slot is None:
-        get_metrics().rejected.labels(reason="overloaded").inc()
-        logger.warning("refused a prediction: %d already in flight", limiter.capacity)
-        raise ProblemError(
-            429,
-            "Too many requests",
-            f"This worker is already running its limit of {limiter.capacity} predictions; "
-            f"retry after {limiter.retry_after_s} s.",
-            headers={"Retry-After": str(limiter.retry_after_s)},
-        )
+        raise limiter.refusal()
     request_context = context.current()
     if request_context is not None:
         request_context.slot = slot

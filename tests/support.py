@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +84,14 @@ def assert_problem(response: Any, status: int, field: str | None = None) -> dict
     if field is not None:
         assert field in body["errors"], body
     return body
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    """Poll `condition` until it holds (a state another thread reaches), failing after a while."""
+    give_up = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < give_up, "the condition never held"
+        time.sleep(0.002)
 
 
 def assert_redacted(reason: str | None, *private: str) -> str:
