@@ -54,6 +54,7 @@ class Settings:
     max_inflight: int = 2  # default: 2 x concurrent_forecasts (one waiting per running)
     concurrent_forecasts: int = 1  # default: usable cores / (workers x torch threads)
     queue_timeout_s: float = 10.0
+    refusal_delay_ms: int = 250
     request_timeout_s: float = 60.0
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     log_format: LogFormat = "json"
@@ -113,6 +114,9 @@ class Settings:
             ),
             concurrent_forecasts=concurrent_forecasts,
             queue_timeout_s=read.number("KRONOS_QUEUE_TIMEOUT_S", cls.queue_timeout_s),
+            refusal_delay_ms=read.integer(
+                "KRONOS_REFUSAL_DELAY_MS", cls.refusal_delay_ms, minimum=0, maximum=1000
+            ),
             request_timeout_s=request_timeout_s,
             api_keys=read.api_keys(),
             log_format=cast(

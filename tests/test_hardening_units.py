@@ -42,13 +42,19 @@ class Gate:
         assert self.entered.acquire(timeout=5), "the view never started"
 
 
-def build_app(gate: Gate, *, max_inflight: int = 1, api_keys: tuple[str, ...] = ()) -> Flask:
+def build_app(
+    gate: Gate,
+    *,
+    max_inflight: int = 1,
+    api_keys: tuple[str, ...] = (),
+    refusal_delay_s: float = 0.0,
+) -> Flask:
     app = Flask("hardening-test")
     errors.init_app(app)
     metrics.init_app(app)
     auth.init_app(app, api_keys)
     time_budget.init_app(app, request_timeout_s=BUDGET_S)
-    backpressure.init_app(app, max_inflight=max_inflight, retry_after_s=2)
+    backpressure.init_app(app, max_inflight, retry_after_s=2, refusal_delay_s=refusal_delay_s)
     hooks.init_app(app)
     app.extensions[STATE_KEY] = WorkerState(make_settings(mode="simulated"))  # for the access log
     state_of(app).load()
@@ -159,6 +165,20 @@ def test_capacity_allows_that_many_predictions_at_once(gate):
     for thread in threads:
         thread.join(timeout=5)
     assert results == [200, 200, 200]
+
+
+def test_a_refusal_is_answered_only_after_its_delay(gate):
+    client = build_app(gate, refusal_delay_s=2.0).test_client()
+    running: list[int] = []
+    post_in_background(client, running)
+    gate.wait_entered()  # its slot stays taken until the gate opens (504 or not)
+    answers: list[int] = []
+    refused = post_in_background(client, answers)
+    overloaded = 'kronos_rejected_requests_total{reason="overloaded"}'
+    wait_until(lambda: metric_value(client, overloaded) == 1)  # refused and counted...
+    assert refused.is_alive() and answers == []  # ...but not answered yet: it waits, GIL-free
+    refused.join(timeout=10)
+    assert answers == [429]
 
 
 def test_limiter_rejects_a_capacity_below_one():

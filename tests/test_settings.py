@@ -28,9 +28,11 @@ def test_admission_defaults_follow_cores_workers_and_torch_threads():
             "KRONOS_CONCURRENT_FORECASTS": "3",
             "KRONOS_MAX_INFLIGHT": "5",
             "KRONOS_QUEUE_TIMEOUT_S": "2.5",
+            "KRONOS_REFUSAL_DELAY_MS": "0",
         }
     )
     assert (chosen.concurrent_forecasts, chosen.max_inflight, chosen.queue_timeout_s) == (3, 5, 2.5)
+    assert chosen.refusal_delay_ms == 0
 
 
 def test_values_are_read_and_normalised(tmp_path):
@@ -76,6 +78,8 @@ def test_values_are_read_and_normalised(tmp_path):
         ("KRONOS_CONCURRENT_FORECASTS", "0"),
         ("KRONOS_QUEUE_TIMEOUT_S", "0"),
         ("KRONOS_MAX_INFLIGHT", "0"),
+        ("KRONOS_REFUSAL_DELAY_MS", "-1"),
+        ("KRONOS_REFUSAL_DELAY_MS", "1001"),
     ],
 )
 def test_a_bad_value_names_its_variable(name, value):
