@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=30.0, help="per client count")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8, help="gunicorn threads per worker")
-    parser.add_argument("--max-inflight", type=int, default=4, help="KRONOS_MAX_INFLIGHT")
+    parser.add_argument("--max-inflight", type=int, help="KRONOS_MAX_INFLIGHT (server default)")
     parser.add_argument(
         "--torch-threads", type=int, help="KRONOS_TORCH_THREADS (default: cores/workers)"
     )
@@ -206,11 +206,11 @@ def main(argv: list[str] | None = None) -> int:
 
     env = {
         "KRONOS_MODE": args.mode,
-        "KRONOS_MAX_INFLIGHT": str(args.max_inflight),
         "KRONOS_THREADS": str(args.threads),
         "KRONOS_LOG_FORMAT": "json",
     }
     optional = {
+        "KRONOS_MAX_INFLIGHT": args.max_inflight,
         "KRONOS_TORCH_THREADS": args.torch_threads,
         "KRONOS_CONCURRENT_FORECASTS": args.concurrent_forecasts,
         "KRONOS_QUEUE_TIMEOUT_S": args.queue_timeout_s,
