@@ -9,12 +9,17 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from kronos_integration.backends.base import ForecastTask
-from kronos_integration.backends.gate import ForecastGate
+from kronos_integration.backends import create_backend
+from kronos_integration.backends.base import Backend, BatchingBackend, ForecastTask
+from kronos_integration.backends.gate import ForecastGate, gated
+from kronos_integration.batching import Batcher
+from kronos_integration.candles import validate_candles
+from kronos_integration.config import ModelSettings
 from kronos_integration.errors import BackendBusyError, DeadlineExceededError
 from kronos_integration.request import Sampling
 from tests.candles import make_candles
@@ -32,12 +37,12 @@ def task(seed: int, deadline: float | None = None) -> ForecastTask:
 class Caller:
     """One forecast call in its own thread; `outcome` is its paths or its exception."""
 
-    def __init__(self, gate: ForecastGate, *tasks: ForecastTask) -> None:
+    def __init__(self, gate: Backend, *tasks: ForecastTask) -> None:
         self.outcome: object = None
         self.thread = threading.Thread(target=self._run, args=(gate, tasks))
         self.thread.start()
 
-    def _run(self, gate: ForecastGate, tasks: tuple[ForecastTask, ...]) -> None:
+    def _run(self, gate: Backend, tasks: tuple[ForecastTask, ...]) -> None:
         try:
             self.outcome = gate.forecast(list(tasks))
         except Exception as error:
@@ -144,3 +149,40 @@ def test_one_call_of_several_tasks_takes_one_slot_and_info_is_the_backends(held)
 def test_a_gate_needs_a_slot_and_a_queue_time(capacity, queue_timeout_s):
     with pytest.raises(ValueError):
         ForecastGate(HeldBackend(), capacity, queue_timeout_s)
+
+
+# --- behind a batcher ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def kronos(tiny_checkpoints: tuple[Path, Path]) -> Backend:
+    model_dir, tokenizer_dir = tiny_checkpoints
+    settings = ModelSettings(model_id=str(model_dir), tokenizer_id=str(tokenizer_dir))
+    return create_backend("kronos", settings)
+
+
+def hourly_task(seed: int) -> ForecastTask:
+    history = validate_candles(make_candles(48, freq="h", seed=seed))
+    future = pd.date_range(history.index[-1], periods=3, freq="h")[1:]
+    return ForecastTask(history, future, Sampling(sample_count=2, seed=seed))
+
+
+def test_a_gate_around_a_batching_backend_batches_and_the_simulators_does_not(kronos):
+    assert isinstance(gated(kronos, 1, 30), BatchingBackend)
+    assert not isinstance(gated(HeldBackend(), 1, 30), BatchingBackend)
+
+
+def test_one_shared_decode_takes_one_slot_and_a_busy_gate_refuses_each_task(kronos):
+    gate = gated(kronos, capacity=1, queue_timeout_s=0.05)
+    decodes: list[int] = []
+    batcher = Batcher(gate, window_s=30, max_tasks=2, observe=lambda size, _: decodes.append(size))
+    with gate.slot():  # something else computes meanwhile
+        refused = [Caller(batcher, hourly_task(seed)) for seed in (1, 2)]
+        outcomes = [caller.result() for caller in refused]
+    assert all(isinstance(outcome, BackendBusyError) for outcome in outcomes)
+    assert outcomes[0] is not outcomes[1]  # each caller raises its own
+    answered = [Caller(batcher, hourly_task(seed)) for seed in (1, 2)]
+    for caller in answered:
+        (paths,) = caller.result()  # type: ignore[misc]
+        assert paths.shape == (2, 2, 6)
+    assert decodes == [2, 2] and gate.running == 0  # one slot held the two-task decode
