@@ -113,7 +113,8 @@ class InflightLimiter:
         return ProblemError(
             429,
             "Too many requests",
-            f"This worker is already running its limit of {self.capacity} predictions; "
+            f"This worker already holds its limit of {self.capacity} predictions (running or "
+            "waiting for their turn); "
             f"retry after {self.retry_after_s} s.",
             headers={"Retry-After": str(self.retry_after_s)},
         )

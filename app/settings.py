@@ -23,8 +23,8 @@ LogFormat = Literal["json", "text"]
 LOG_LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR")
 INFLIGHT_PER_FORECAST = 2
 """Default in-flight slots per forecast the device runs at once: one running, one waiting its
-turn (measured: at 16 clients as many forecasts/s as with 4, and p99 about 2x a lone request's
-on a free core each; 4 per forecast doubled p99 at the same rate; docs/production.md)."""
+turn (measured at 16 clients: the same forecasts/s as 4 per forecast at half the p99;
+docs/production.md)."""
 
 __all__ = ["Settings", "SettingsError", "usable_cores"]
 
