@@ -87,7 +87,8 @@ proc_name = "kronos"
 #   post_fork - in the new worker: bound oneDNN's primitive cache (limit_memory_growth, below),
 #       then size torch's thread pool for this worker's share of the cores.
 #   pre_request - close the connection after KEEPALIVE_MAX_REQUESTS requests (above).
-#   post_request - after a forecast (/predict, /predict/batch): release_freed_memory (below).
+#   post_request - after a forecast (a 200 of /predict, /predict/batch): release_freed_memory
+#       (below); not after a refusal, which freed nothing worth trimming.
 #   post_worker_init - in the worker, once the app is imported: load and warm up the backend; a
 #       model that cannot be served stops the whole server (WORKER_BOOT_ERROR).
 #   on_starting / child_exit / on_exit - Prometheus multiprocess mode: every worker writes its
@@ -103,8 +104,9 @@ logger = logging.getLogger("kronos.gunicorn")
 
 # Memory: a worker's resident set stays flat over forecasts of every shape (limit_memory_growth,
 # release_freed_memory; measured by benchmarks/memory.py). The benchmark's --without-fix sets
-# LIMIT_MEMORY_GROWTH to False for the comparison.
+# LIMIT_MEMORY_GROWTH to False for the comparison, --without-trim only TRIM_AFTER_FORECASTS.
 LIMIT_MEMORY_GROWTH = True
+TRIM_AFTER_FORECASTS = True
 ONEDNN_PRIMITIVE_CACHE_CAPACITY = 128
 _LIBC = ctypes.CDLL(None)
 
@@ -135,7 +137,7 @@ def release_freed_memory() -> None:
     CPU per forecast (the pages are faulted in again); a fixed 128 KiB mmap threshold was as
     flat but cost 45 %. glibc only; a no-op elsewhere.
     """
-    if LIMIT_MEMORY_GROWTH and hasattr(_LIBC, "malloc_trim"):
+    if LIMIT_MEMORY_GROWTH and TRIM_AFTER_FORECASTS and hasattr(_LIBC, "malloc_trim"):
         _LIBC.malloc_trim(0)
 
 
@@ -153,7 +155,7 @@ def pre_request(worker: Any, req: Any) -> None:
 
 
 def post_request(worker: Any, req: Any, environ: Any, resp: Any) -> None:
-    if req.path.startswith(FORECAST_PATH):
+    if req.path.startswith(FORECAST_PATH) and resp.status_code == 200:
         release_freed_memory()
 
 

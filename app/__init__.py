@@ -48,7 +48,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     protect_secrets([settings.model.hf_token or "", *settings.api_keys])
     auth.init_app(app, settings.api_keys)
     time_budget.init_app(app, settings.request_timeout_s)
-    backpressure.init_app(app, settings.max_inflight)
+    backpressure.init_app(
+        app, settings.max_inflight, refusal_delay_s=settings.refusal_delay_ms / 1000
+    )
     hooks.init_app(app)
     api = ProblemApi(app)
     errors.init_app(app)

@@ -18,6 +18,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from app.context import request_id
 from kronos_integration.errors import (
+    BackendBusyError,
     BackendNotReadyError,
     DeadlineExceededError,
     ForecastError,
@@ -55,8 +56,11 @@ DOMAIN_STATUSES: dict[type[ForecastError], tuple[int, str]] = {
     HistoryNotFoundError: (404, "History Not Found"),
     DeadlineExceededError: (504, "Time Budget Exceeded"),
     BackendNotReadyError: (503, "Service Unavailable"),
+    BackendBusyError: (503, "Service Unavailable"),
 }
-"""Each forecasting error class and the status and title it is answered with."""
+"""Each forecasting error class and the status and title it is answered with; a 503 also says
+`Retry-After` (`RETRY_AFTER_S`)."""
+RETRY_AFTER_S = 1
 
 
 def as_problem(error: ForecastError) -> ProblemError:
@@ -65,7 +69,8 @@ def as_problem(error: ForecastError) -> ProblemError:
         answer for kind, answer in DOMAIN_STATUSES.items() if isinstance(error, kind)
     )
     errors = {error.field: [error.message]} if isinstance(error, InvalidRequestError) else None
-    return ProblemError(status, title, str(error), errors)
+    headers = {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None
+    return ProblemError(status, title, str(error), errors, headers)
 
 
 def problem_body(

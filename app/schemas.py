@@ -621,11 +621,14 @@ class ServiceStatusSchema(Schema):
     ready = fields.Boolean(required=True)
     mode = fields.String(required=True, metadata={"description": "Configured KRONOS_MODE."})
     serving = fields.String(allow_none=True, metadata={"description": "kronos or simulated."})
-    fallback_reason = fields.String(allow_none=True)
     worker_pid = fields.Integer(required=True)
 
 
 class ModelsSchema(ServiceStatusSchema):
+    fallback_reason = fields.String(
+        allow_none=True,
+        metadata={"description": "Why auto mode serves the simulator: one line, no paths."},
+    )
     model = fields.Nested(ArtifactInfoSchema, allow_none=True)
     tokenizer = fields.Nested(ArtifactInfoSchema, allow_none=True)
     device = fields.String(allow_none=True)

@@ -21,6 +21,10 @@ from kronos_integration.config import EnvReader, ForecastSettings, ModelSettings
 LogFormat = Literal["json", "text"]
 
 LOG_LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR")
+INFLIGHT_PER_FORECAST = 2
+"""Default in-flight slots per forecast the device runs at once: one running, one waiting its
+turn (measured at 16 clients: the same forecasts/s as 4 per forecast at half the p99;
+docs/production.md)."""
 
 __all__ = ["Settings", "SettingsError", "usable_cores"]
 
@@ -47,7 +51,10 @@ class Settings:
     max_batch_items: int = 16
     max_backtest_origins: int = 100
     # Hardening.
-    max_inflight: int = 4
+    max_inflight: int = 2  # default: 2 x concurrent_forecasts (one waiting per running)
+    concurrent_forecasts: int = 1  # default: usable cores / (workers x torch threads)
+    queue_timeout_s: float = 10.0
+    refusal_delay_ms: int = 250
     request_timeout_s: float = 60.0
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     log_format: LogFormat = "json"
@@ -66,6 +73,14 @@ class Settings:
         workers = read.integer("KRONOS_WORKERS", cls.workers, minimum=1)
         request_timeout_s = read.number("KRONOS_REQUEST_TIMEOUT_S", cls.request_timeout_s)
         timeout_s = read.integer("KRONOS_TIMEOUT", cls.timeout_s, minimum=1)
+        torch_threads = read.integer(
+            "KRONOS_TORCH_THREADS", max(1, usable_cores() // workers), minimum=1
+        )
+        concurrent_forecasts = read.integer(
+            "KRONOS_CONCURRENT_FORECASTS",
+            max(1, usable_cores() // (workers * torch_threads)),
+            minimum=1,
+        )
         if timeout_s <= request_timeout_s:
             raise SettingsError(
                 "KRONOS_TIMEOUT",
@@ -83,9 +98,7 @@ class Settings:
             graceful_timeout_s=read.integer(
                 "KRONOS_GRACEFUL_TIMEOUT", cls.graceful_timeout_s, minimum=1
             ),
-            torch_threads=read.integer(
-                "KRONOS_TORCH_THREADS", max(1, usable_cores() // workers), minimum=1
-            ),
+            torch_threads=torch_threads,
             max_body_bytes=read.integer("KRONOS_MAX_BODY_BYTES", cls.max_body_bytes, minimum=1024),
             max_candles=read.integer("KRONOS_MAX_CANDLES", cls.max_candles, minimum=32),
             max_horizon_days=read.integer(
@@ -96,7 +109,14 @@ class Settings:
             max_backtest_origins=read.integer(
                 "KRONOS_MAX_BACKTEST_ORIGINS", cls.max_backtest_origins, minimum=1
             ),
-            max_inflight=read.integer("KRONOS_MAX_INFLIGHT", cls.max_inflight, minimum=1),
+            max_inflight=read.integer(
+                "KRONOS_MAX_INFLIGHT", INFLIGHT_PER_FORECAST * concurrent_forecasts, minimum=1
+            ),
+            concurrent_forecasts=concurrent_forecasts,
+            queue_timeout_s=read.number("KRONOS_QUEUE_TIMEOUT_S", cls.queue_timeout_s),
+            refusal_delay_ms=read.integer(
+                "KRONOS_REFUSAL_DELAY_MS", cls.refusal_delay_ms, minimum=0, maximum=1000
+            ),
             request_timeout_s=request_timeout_s,
             api_keys=read.api_keys(),
             log_format=cast(

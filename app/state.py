@@ -3,9 +3,10 @@
 One `WorkerState` per worker, at `app.extensions["kronos.state"]`. `load()` runs once per worker
 after gunicorn forks it (never in the master): in `kronos` mode a model that cannot be loaded
 raises; in `auto` mode the simulator serves and the reason is kept; a small warm-up forecast runs
-before the worker is ready. Tests hand it a backend with `use()`. Forecasts go through a
-`Batcher` (concurrent requests share a decode) when the backend batches and
-`KRONOS_BATCH_WINDOW_MS` is above 0.
+before the worker is ready. Tests hand it a backend with `use()`. Forecasts go through the
+worker's forecast gate (`KRONOS_CONCURRENT_FORECASTS` compute at once, the others wait their turn)
+and, in front of it, a `Batcher` (concurrent requests share a decode, which takes one slot) when
+the backend batches and `KRONOS_BATCH_WINDOW_MS` is above 0.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from flask import Flask
 from app.settings import Settings
 from kronos_integration.backends import LoadedBackend, load_backend
 from kronos_integration.backends.base import Backend, BackendInfo, BatchingBackend
+from kronos_integration.backends.gate import gated
 from kronos_integration.batching import Batcher, BatchObserver
 from kronos_integration.errors import BackendNotReadyError
 from kronos_integration.evaluation.runner import BacktestRun, backtest_request
@@ -42,7 +44,7 @@ class WorkerState:
         self.settings = settings
         self.observe_batch = observe_batch
         self.loaded: LoadedBackend | None = None
-        self.forecaster: Backend | None = None  # the backend, or a Batcher around it
+        self.forecaster: Backend | None = None  # the backend behind its gate (and batcher)
         self.loaded_at: dt.datetime | None = None
         self.history_sources: list[HistorySource] = []
         self._load_lock = threading.Lock()
@@ -67,7 +69,9 @@ class WorkerState:
 
     def _use(self, loaded: LoadedBackend) -> None:
         self.loaded = loaded
-        self.forecaster = self._batched(loaded.backend)
+        self.forecaster = self._batched(
+            gated(loaded.backend, self.settings.concurrent_forecasts, self.settings.queue_timeout_s)
+        )
         self.loaded_at = dt.datetime.now(dt.UTC)
         self.history_sources = configured_sources(self.settings.forecast, self.serving or "")
         logger.info(
@@ -125,28 +129,33 @@ class WorkerState:
         """Resolve the request's history and backtest the serving backend on it."""
         backend = self.backend
         history = resolve_history(request.instrument, request.candles, self.history_sources)
-        run = backtest_request(backend, history, request, self.settings.forecast, deadline=deadline)
+        run = backtest_request(
+            self.forecaster or backend, history, request, self.settings.forecast, deadline=deadline
+        )
         run.summary["backend"]["fallback_reason"] = self.fallback_reason
         return run
 
     # What /health/ready and /models report.
 
     def status(self) -> dict[str, Any]:
+        """Ready or not and the mode, for anyone (no internals: the fallback reason is in
+        `model_info`)."""
         return {
             "status": "ready" if self.ready else "loading",
             "ready": self.ready,
             "mode": self.settings.mode,
             "serving": self.serving,
-            "fallback_reason": self.fallback_reason,
             "worker_pid": os.getpid(),
         }
 
     def model_info(self) -> dict[str, Any]:
-        """Ids, revisions, shas, parameter counts, device, dtype, load time."""
+        """Ids, revisions, shas, parameter counts, device, dtype, load time, why `auto` mode fell
+        back (redacted)."""
         info: BackendInfo | None = self.loaded.backend.info if self.loaded else None
         artifacts = info.artifacts if info else {}
         return {
             **self.status(),
+            "fallback_reason": self.fallback_reason,
             "model": asdict(artifacts["model"]) if "model" in artifacts else None,
             "tokenizer": asdict(artifacts["tokenizer"]) if "tokenizer" in artifacts else None,
             "device": info.device if info else None,

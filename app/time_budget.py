@@ -30,6 +30,7 @@ from app.backpressure import current_slot
 from app.errors import ProblemError, problem
 from app.metrics import get_metrics
 from app.policy import policy_of_request
+from kronos_integration.errors import BackendBusyError
 
 logger = logging.getLogger(__name__)
 
@@ -148,6 +149,9 @@ def run_within_budget(work: Callable[[], T]) -> T:
     if isinstance(outcome.get("error"), TimeoutError):  # the forecaster saw the deadline first
         get_metrics().rejected.labels(reason="deadline").inc()
         raise BudgetExceeded(budget_s) from outcome["error"]
+    if isinstance(outcome.get("error"), BackendBusyError):  # waited out the forecast queue
+        get_metrics().rejected.labels(reason="queued_too_long").inc()
+        logger.warning("refused a prediction: %s", outcome["error"])
     if "error" in outcome:
         raise outcome["error"]
     result: T = outcome["value"]

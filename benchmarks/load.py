@@ -4,9 +4,10 @@
     python -m benchmarks.load --mode kronos --clients 1,2,4,8,16 [--shape small] [--seconds 30]
 
 Each client thread sends the seed's request (``POST /predict``) back to back on fresh loopback
-connections for the given time. Prints latency percentiles, throughput and counts by status, then
-one JSON line per run. Exits 1 if any answer was neither 200 nor a documented 429, or a request
-failed.
+connections for the given time; a refused one (429, or 503 from the forecast queue) is sent again
+at once, or after its ``Retry-After`` with ``--honour-retry-after``. Prints latency percentiles,
+throughput and counts by status, then one JSON line per run. Exits 1 if any answer was neither
+200 nor a documented refusal (429, 503 with ``Retry-After``), or a request failed.
 
 ``--mode kronos`` serves a random-weight checkpoint of a published Kronos layout
 (``benchmarks/checkpoints.py``, Kronos-small by default) instead of the simulator. A list of
@@ -33,14 +34,15 @@ from benchmarks.checkpoints import MODEL_LAYOUTS, save_random_checkpoints
 from benchmarks.live_server import LiveServer, request
 
 SEED_REQUEST = {"isin": "US67066G1040", "horizon_days": 5}
-ACCEPTED_STATUSES = frozenset({200, 429})
+REFUSALS = frozenset({429, 503})  # with Retry-After: the in-flight bound, the forecast queue
+ACCEPTED_STATUSES = frozenset({200}) | REFUSALS
 GOODPUT_SHARE = 0.8  # forecasts/s at the top level vs the best lower level
 P99_FACTOR = 3.0  # p99 at the top level vs one client's p50
 
 
 @dataclass
 class LoadResult:
-    """What the clients saw: latencies (s) of 200s and of 429s, counts by status, failures."""
+    """What the clients saw: latencies (s) of 200s and of refusals, counts by status, failures."""
 
     latencies_s: list[float] = field(default_factory=list)
     refused_latencies_s: list[float] = field(default_factory=list)
@@ -53,7 +55,7 @@ class LoadResult:
             self.statuses[status] += 1
             if status == 200:
                 self.latencies_s.append(seconds)
-            elif status == 429:
+            elif status in REFUSALS:
                 self.refused_latencies_s.append(seconds)
 
     def fail(self, error: Exception) -> None:
@@ -61,8 +63,15 @@ class LoadResult:
             self.failures[type(error).__name__] += 1
 
 
-def drive(port: int, clients: int, seconds: float, body: dict[str, object]) -> LoadResult:
-    """Run ``clients`` threads sending ``body`` to ``/predict`` for ``seconds``."""
+def drive(
+    port: int,
+    clients: int,
+    seconds: float,
+    body: dict[str, object],
+    honour_retry_after: bool = False,
+) -> LoadResult:
+    """Run ``clients`` threads sending ``body`` to ``/predict`` for ``seconds``; with
+    ``honour_retry_after`` a client waits a refusal's ``Retry-After`` before its next request."""
     result = LoadResult()
     stop_at = time.monotonic() + seconds
 
@@ -70,11 +79,15 @@ def drive(port: int, clients: int, seconds: float, body: dict[str, object]) -> L
         while time.monotonic() < stop_at:
             started = time.perf_counter()
             try:
-                status, _, _ = request(port, "POST", "/predict", body, timeout_s=60)
+                status, headers, _ = request(port, "POST", "/predict", body, timeout_s=60)
             except OSError as error:
                 result.fail(error)
                 continue
             result.record(status, time.perf_counter() - started)
+            if status in REFUSALS and "Retry-After" not in headers:
+                result.fail(ValueError(f"{status} without Retry-After"))
+            elif status in REFUSALS and honour_retry_after:
+                time.sleep(min(float(headers["Retry-After"]), max(0.0, stop_at - time.monotonic())))
 
     threads = [threading.Thread(target=client, name=f"load-{i}") for i in range(clients)]
     for thread in threads:
@@ -176,20 +189,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=30.0, help="per client count")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8, help="gunicorn threads per worker")
-    parser.add_argument("--max-inflight", type=int, default=4, help="KRONOS_MAX_INFLIGHT")
+    parser.add_argument("--max-inflight", type=int, help="KRONOS_MAX_INFLIGHT (server default)")
     parser.add_argument(
         "--torch-threads", type=int, help="KRONOS_TORCH_THREADS (default: cores/workers)"
+    )
+    parser.add_argument(
+        "--concurrent-forecasts", type=int, help="KRONOS_CONCURRENT_FORECASTS (server default)"
+    )
+    parser.add_argument("--queue-timeout-s", type=float, help="KRONOS_QUEUE_TIMEOUT_S")
+    parser.add_argument(
+        "--honour-retry-after",
+        action="store_true",
+        help="clients wait a refusal's Retry-After (default: they retry at once, a worst case)",
     )
     args = parser.parse_args(argv)
 
     env = {
         "KRONOS_MODE": args.mode,
-        "KRONOS_MAX_INFLIGHT": str(args.max_inflight),
         "KRONOS_THREADS": str(args.threads),
         "KRONOS_LOG_FORMAT": "json",
     }
-    if args.torch_threads is not None:
-        env["KRONOS_TORCH_THREADS"] = str(args.torch_threads)
+    optional = {
+        "KRONOS_MAX_INFLIGHT": args.max_inflight,
+        "KRONOS_TORCH_THREADS": args.torch_threads,
+        "KRONOS_CONCURRENT_FORECASTS": args.concurrent_forecasts,
+        "KRONOS_QUEUE_TIMEOUT_S": args.queue_timeout_s,
+    }
+    env.update({name: str(value) for name, value in optional.items() if value is not None})
     summaries = []
     with tempfile.TemporaryDirectory(prefix="kronos-load-") as scratch:
         if args.mode == "kronos":
@@ -206,7 +232,9 @@ def main(argv: list[str] | None = None) -> int:
         with server.start(ready_timeout_s=600):
             for clients in args.clients:
                 wait_idle(server.port)
-                result = drive(server.port, clients, args.seconds, SEED_REQUEST)
+                result = drive(
+                    server.port, clients, args.seconds, SEED_REQUEST, args.honour_retry_after
+                )
                 summary = summarise(result, args.seconds, clients, args.workers)
                 summaries.append((summary, result))
                 print(
@@ -215,20 +243,29 @@ def main(argv: list[str] | None = None) -> int:
                     f"({args.mode}{' ' + args.shape if args.mode == 'kronos' else ''}): "
                     f"{summary['throughput_rps']} req/s, {summary['ok_rps']} forecasts/s; "
                     f"200s p50 {summary['p50_ms']} ms, p95 {summary['p95_ms']} ms, "
-                    f"p99 {summary['p99_ms']} ms; 429s p50 {summary['refused_p50_ms']} ms; "
+                    f"p99 {summary['p99_ms']} ms; refusals p50 {summary['refused_p50_ms']} ms; "
                     f"statuses {summary['statuses']}; failures {summary['failures']}",
                     flush=True,
                 )
-                print(json.dumps({**summary, "mode": args.mode}), flush=True)
+                print(
+                    json.dumps(
+                        {
+                            **summary,
+                            "mode": args.mode,
+                            "honour_retry_after": args.honour_retry_after,
+                        }
+                    ),
+                    flush=True,
+                )
     if len(summaries) > 1:
-        header = ("clients", "forecasts/s", "p50 ms", "p99 ms", "429s", "other")
-        print("{:>7} {:>11} {:>9} {:>9} {:>7} {:>6}".format(*header))
+        header = ("clients", "forecasts/s", "p50 ms", "p99 ms", "429s", "503s", "other")
+        print("{:>7} {:>11} {:>9} {:>9} {:>7} {:>6} {:>6}".format(*header))
         for summary, result in summaries:
-            other = sum(n for code, n in result.statuses.items() if code not in (200, 429))
+            other = sum(n for code, n in result.statuses.items() if code not in ACCEPTED_STATUSES)
             print(
                 f"{summary['clients']:>7} {summary['ok_rps']:>11} {summary['p50_ms']!s:>9} "
                 f"{summary['p99_ms']!s:>9} {result.statuses.get(429, 0):>7} "
-                f"{other + sum(result.failures.values()):>6}"
+                f"{result.statuses.get(503, 0):>6} {other + sum(result.failures.values()):>6}"
             )
         print(json.dumps(goodput_verdict([summary for summary, _ in summaries])))
     unexpected = any(

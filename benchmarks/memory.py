@@ -1,7 +1,7 @@
 """Memory of one gunicorn worker in kronos mode: over mixed requests, and under overload.
 
     python -m benchmarks.memory [--shape small] [--warmup 100] [--requests 1000] [--clients 2]
-        [--overload-clients 16] [--overload-seconds 30] [--without-fix]
+        [--overload-clients 16] [--overload-seconds 30] [--without-fix | --without-trim]
 
 Saves a random-weight checkpoint of a published Kronos layout (``benchmarks/checkpoints.py``),
 starts a real gunicorn in kronos mode (one worker unless ``--workers``, ``KRONOS_TORCH_THREADS``
@@ -18,8 +18,10 @@ starts a real gunicorn in kronos mode (one worker unless ``--workers``, ``KRONOS
 
 Targets (issue 10): RSS after the mixed requests within 10 % of ``warm``; after overload within
 10 % of before it. ``--without-fix`` runs gunicorn.conf.py with ``LIMIT_MEMORY_GROWTH = False``
-(oneDNN's default primitive cache, no malloc_trim after forecasts), for the comparison. Prints a
-table and one JSON line.
+(oneDNN's default primitive cache, no malloc_trim after forecasts), for the comparison;
+``--without-trim`` keeps the bounded cache and only drops the malloc_trim. Also reports the
+worker's CPU seconds (utime + stime, /proc) for the mixed requests: what the trim costs, free of
+other processes' load. Prints a table and one JSON line.
 """
 
 from __future__ import annotations
@@ -47,9 +49,9 @@ TARGET_GROWTH = 0.10
 
 # gunicorn.conf.py with its memory settings switched off (--without-fix): the file's code runs in
 # this config's namespace, and its hooks read the flag from there when called.
-WITHOUT_FIX_CONFIG = """\
+CONFIG_OVERRIDE = """\
 exec(compile(open({path!r}).read(), {path!r}, "exec"))
-LIMIT_MEMORY_GROWTH = False
+{setting} = False
 """
 
 
@@ -71,6 +73,12 @@ def cpu_name() -> str:
         if line.startswith("model name"):
             return f"{line.split(':', 1)[1].strip()}, {len(os.sched_getaffinity(0))} cores"
     return platform.machine()
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time process ``pid`` has used so far (user + system), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mib(pid: int) -> float:
@@ -171,18 +179,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=8, help="KRONOS_THREADS")
     parser.add_argument("--torch-threads", type=int, default=1, help="KRONOS_TORCH_THREADS")
-    parser.add_argument(
+    fixes = parser.add_mutually_exclusive_group()
+    fixes.add_argument(
         "--without-fix", action="store_true", help="gunicorn.conf.py's LIMIT_MEMORY_GROWTH off"
     )
+    fixes.add_argument(
+        "--without-trim", action="store_true", help="gunicorn.conf.py's TRIM_AFTER_FORECASTS off"
+    )
     args = parser.parse_args(argv)
+    switched_off = (
+        "LIMIT_MEMORY_GROWTH"
+        if args.without_fix
+        else "TRIM_AFTER_FORECASTS"
+        if args.without_trim
+        else None
+    )
 
     rows: list[tuple[str, float]] = []
     with tempfile.TemporaryDirectory(prefix="kronos-memory-") as scratch:
         model_dir, tokenizer_dir = save_random_checkpoints(Path(scratch), args.shape)
         extra: tuple[str, ...] = ()
-        if args.without_fix:
-            config = Path(scratch) / "gunicorn-without-fix.conf.py"
-            config.write_text(WITHOUT_FIX_CONFIG.format(path=str(REPO_ROOT / "gunicorn.conf.py")))
+        if switched_off is not None:
+            config = Path(scratch) / "gunicorn-override.conf.py"
+            config.write_text(
+                CONFIG_OVERRIDE.format(
+                    path=str(REPO_ROOT / "gunicorn.conf.py"), setting=switched_off
+                )
+            )
             extra = ("-c", str(config))
         env = {
             "KRONOS_MODE": "kronos",
@@ -203,12 +226,13 @@ def main(argv: list[str] | None = None) -> int:
             mixed = Phase()
             run_requests(server.port, args.warmup, args.clients, seed=1, phase=mixed)
             rows.append((f"warm ({args.warmup} requests)", rss_mib(pid)))
-            started = time.monotonic()
+            started, cpu_started = time.monotonic(), cpu_seconds(pid)
             for done in range(0, args.requests, 100):
                 batch = min(100, args.requests - done)
                 run_requests(server.port, batch, args.clients, seed=100 + done, phase=mixed)
                 rows.append((f"+{done + batch} requests", rss_mib(pid)))
             mixed_s = time.monotonic() - started
+            mixed_cpu_s = cpu_seconds(pid) - cpu_started
             wait_idle(server.port)
             before_overload = rss_mib(pid)
             rows.append(("before overload (idle)", before_overload))
@@ -226,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     back = rows[-1][1] / before_overload - 1
     print(
         f"Kronos-{args.shape} shape, {args.workers} worker(s) x {args.threads} threads, torch "
-        f"threads {args.torch_threads}{', WITHOUT the allocator fix' if args.without_fix else ''}"
+        f"threads {args.torch_threads}{f', {switched_off} off' if switched_off else ''}"
         f" ({cpu_name()})"
     )
     print(f"{'stage':<28} {'RSS MiB':>9}")
@@ -235,13 +259,15 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"growth over {args.requests} mixed requests: {growth:+.1%} (target < "
         f"{TARGET_GROWTH:.0%}); after overload vs before: {back:+.1%}; "
-        f"mixed requests took {mixed_s:.0f} s; statuses {dict(mixed.statuses)}, "
+        f"mixed requests took {mixed_s:.0f} s, {mixed_cpu_s:.0f} CPU s of the worker "
+        f"({mixed_cpu_s / args.requests:.2f} per request); statuses {dict(mixed.statuses)}, "
         f"overload {dict(loaded_phase.statuses)}"
     )
     summary = {
         "benchmark": "memory",
         "shape": args.shape,
         "without_fix": args.without_fix,
+        "without_trim": args.without_trim,
         "workers": args.workers,
         "threads": args.threads,
         "torch_threads": args.torch_threads,
@@ -249,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         "growth": round(growth, 4),
         "after_overload_vs_before": round(back, 4),
         "mixed_seconds": round(mixed_s, 1),
+        "mixed_worker_cpu_seconds": round(mixed_cpu_s, 1),
         "statuses": {str(k): v for k, v in mixed.statuses.items()},
         "overload_statuses": {str(k): v for k, v in loaded_phase.statuses.items()},
     }

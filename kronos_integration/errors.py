@@ -27,3 +27,7 @@ class DeadlineExceededError(ForecastError, TimeoutError):
 
 class BackendNotReadyError(ForecastError):
     """No backend is loaded yet."""
+
+
+class BackendBusyError(ForecastError):
+    """No forecast slot came free within the queue time; nothing ran, a retry may succeed."""

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,7 @@ from app.schemas import ProblemSchema
 from app.settings import Settings
 from app.state import WorkerState, worker_state
 from kronos_integration.config import ForecastSettings, ModelSettings
+from kronos_integration.redact import MAX_DETAIL_CHARS
 from tests.hub_fixtures import point_hub_at
 
 SEED_REQUEST: dict[str, Any] = {"isin": "US67066G1040", "horizon_days": 5}
@@ -80,6 +84,25 @@ def assert_problem(response: Any, status: int, field: str | None = None) -> dict
     if field is not None:
         assert field in body["errors"], body
     return body
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    """Poll `condition` until it holds (a state another thread reaches), failing after a while."""
+    give_up = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < give_up, "the condition never held"
+        time.sleep(0.002)
+
+
+def assert_redacted(reason: str | None, *private: str) -> str:
+    """`reason` is a load error as clients see it (`kronos_integration.redact.redact_detail`): one
+    bounded line with no file system path and none of the `private` texts (paths a test made)."""
+    assert reason, "no reason given"
+    assert "\n" not in reason and len(reason) <= MAX_DETAIL_CHARS, reason
+    assert not re.search(r"(?<![\w/.:-])~?/\w", reason), f"a path in {reason!r}"
+    for text in private:
+        assert text not in reason
+    return reason
 
 
 def isolate_environment(monkeypatch: pytest.MonkeyPatch, hf_home: Path) -> None:

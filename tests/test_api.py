@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import os
+import shutil
 
 import pandas as pd
 import pytest
@@ -15,7 +16,14 @@ from app import create_app
 from app.schemas import BatchResponseSchema, ModelsSchema, PredictResponseSchema
 from tests.candles import candle_records, make_candles
 from tests.checkpoints import tiny_parameter_counts
-from tests.support import SEED_REQUEST, assert_problem, loaded_app, make_settings, state_of
+from tests.support import (
+    SEED_REQUEST,
+    assert_problem,
+    assert_redacted,
+    loaded_app,
+    make_settings,
+    state_of,
+)
 
 OTHER_ISIN = "US0378331005"
 SEED_RESPONSE_FIELDS = {
@@ -28,6 +36,8 @@ SEED_RESPONSE_FIELDS = {
     "metadata",
 }
 EXPECTED_MODEL = {"simulated": "simulated", "kronos": "kronos", "auto": "simulated"}
+MISSING_FOLDER = "ModelLoadError: cannot load '<path>': no such local folder"
+"""Why `auto` serves the simulator when its model folder is missing, as clients read it."""
 all_modes = pytest.mark.parametrize("mode", ["simulated", "kronos", "auto"], indirect=True)
 
 
@@ -66,7 +76,7 @@ def test_seed_request_keeps_the_seed_contract(client, mode):
     assert meta["sample_count"] == 8
     assert meta["worker_pid"] == os.getpid()
     if mode == "auto":
-        assert "no-such-model" in meta["fallback_reason"]
+        assert assert_redacted(meta["fallback_reason"]) == MISSING_FOLDER
     else:
         assert meta["fallback_reason"] is None
     if mode == "kronos":
@@ -576,9 +586,11 @@ def test_health_ready_and_models(client, mode, settings):
         assert (models["device"], models["dtype"]) == ("cpu", "float32")
     else:
         assert models["model"] is None
-    if mode == "auto":
-        assert "no-such-model" in models["fallback_reason"]
-        assert "no-such-model" in ready.get_json()["fallback_reason"]
+    assert set(ready.get_json()) == {"status", "ready", "mode", "serving", "worker_pid"}
+    if mode == "auto":  # why, redacted, only behind the API key (when keys are on)
+        assert assert_redacted(models["fallback_reason"], str(settings.model.model_id)) == (
+            MISSING_FOLDER
+        )
 
 
 @pytest.mark.parametrize("mode", ["kronos"], indirect=True)
@@ -634,6 +646,28 @@ def test_auto_mode_falls_back_when_the_warm_up_forecast_fails(tiny_checkpoints, 
     with pytest.raises(RuntimeError, match="kernel exploded"):
         strict.load()
     assert not strict.ready
+
+
+def test_a_load_error_is_logged_whole_and_shown_redacted(tiny_checkpoints, tmp_path, caplog):
+    """A checkpoint whose config does not fit its weights: torch's per-tensor list and the folder
+    go to the log; /models and /predict say why in one line without them; /health/ready not."""
+    model_dir, tokenizer_dir = tiny_checkpoints
+    widened = tmp_path / "widened-model"
+    shutil.copytree(model_dir, widened)
+    config = json.loads((widened / "config.json").read_text())
+    (widened / "config.json").write_text(json.dumps({**config, "d_model": 2 * config["d_model"]}))
+    settings = make_settings(mode="auto", model_id=str(widened), tokenizer_id=str(tokenizer_dir))
+    with caplog.at_level(logging.WARNING, logger="kronos_integration.backends"):
+        client = loaded_app(settings).test_client()
+    (logged,) = [r.getMessage() for r in caplog.records if "could not be loaded" in r.getMessage()]
+    assert str(widened) in logged and logged.count("size mismatch for") > 10
+    reason = assert_redacted(client.get("/models").get_json()["fallback_reason"], str(tmp_path))
+    assert reason.startswith("ModelLoadError: cannot load '<path>': Kronos checkpoint in <path>")
+    assert "size mismatch" not in reason and "torch.Size" not in reason
+    assert "more lines in the log" in reason
+    answer = client.post("/predict", json=SEED_REQUEST).get_json()
+    assert answer["metadata"]["fallback_reason"] == reason
+    assert str(tmp_path) not in client.get("/health/ready").get_data(as_text=True)
 
 
 def test_a_cuda_device_that_is_not_there_is_a_start_up_error(tiny_checkpoints):

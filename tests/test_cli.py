@@ -20,7 +20,7 @@ from kronos_integration.cli import main
 from kronos_integration.config import DEFAULT_MODEL_ID, DEFAULT_TOKENIZER_ID
 from tests.checkpoints import GOLDEN
 from tests.hub_fixtures import build_hub_cache, fake_sha, point_hub_at, running_fake_hub
-from tests.support import isolate_environment, loaded_app, make_settings
+from tests.support import assert_redacted, isolate_environment, loaded_app, make_settings
 
 MODEL_DIR = GOLDEN / "tiny-model"
 TOKENIZER_DIR = GOLDEN / "tiny-tokenizer"
@@ -129,14 +129,17 @@ def test_predict_rejects_candles_without_a_close_column(
     assert status == 2 and "close" in err and out == ""
 
 
-def test_predict_with_a_cold_cache_offline(capsys: pytest.CaptureFixture[str]) -> None:
+def test_predict_with_a_cold_cache_offline(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     status, _, err = run_cli(capsys, *PREDICT, "--mode", "kronos")
     assert status == 1 and DEFAULT_MODEL_ID in err and "not in the cache" in err
     status, out, err = run_cli(capsys, *PREDICT, "--json")  # auto: the simulator, saying why
     assert status == 0 and "serving the simulator" in err
     document = json.loads(out)
     assert document["model"] == "simulated"
-    assert DEFAULT_MODEL_ID in document["metadata"]["fallback_reason"]
+    reason = assert_redacted(document["metadata"]["fallback_reason"], str(tmp_path))
+    assert DEFAULT_MODEL_ID in reason and "not in the cache <path>" in reason
 
 
 def test_unknown_device_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:

@@ -22,8 +22,10 @@ from app.policy import public, runs_forecasts
 from app.state import EXTENSION_KEY as STATE_KEY
 from app.state import WorkerState
 from app.time_budget import parse_request_start, run_within_budget
+from kronos_integration.backends.gate import ForecastGate
 from tests.canaries import API_KEY_CANARIES
-from tests.support import assert_problem, loaded_app, make_settings, state_of
+from tests.held_backend import HeldBackend
+from tests.support import assert_problem, loaded_app, make_settings, state_of, wait_until
 
 BUDGET_S = 0.3
 KEYS = API_KEY_CANARIES  # the session's secret scan looks for them in every log and response
@@ -40,13 +42,19 @@ class Gate:
         assert self.entered.acquire(timeout=5), "the view never started"
 
 
-def build_app(gate: Gate, *, max_inflight: int = 1, api_keys: tuple[str, ...] = ()) -> Flask:
+def build_app(
+    gate: Gate,
+    *,
+    max_inflight: int = 1,
+    api_keys: tuple[str, ...] = (),
+    refusal_delay_s: float = 0.0,
+) -> Flask:
     app = Flask("hardening-test")
     errors.init_app(app)
     metrics.init_app(app)
     auth.init_app(app, api_keys)
     time_budget.init_app(app, request_timeout_s=BUDGET_S)
-    backpressure.init_app(app, max_inflight=max_inflight, retry_after_s=2)
+    backpressure.init_app(app, max_inflight, retry_after_s=2, refusal_delay_s=refusal_delay_s)
     hooks.init_app(app)
     app.extensions[STATE_KEY] = WorkerState(make_settings(mode="simulated"))  # for the access log
     state_of(app).load()
@@ -94,10 +102,14 @@ def client(gate: Gate) -> FlaskClient:
 
 
 def post_in_background(
-    client: FlaskClient, results: list[int], **kwargs: object
+    client: FlaskClient,
+    results: list[int],
+    body: dict[str, object] | None = None,
+    **kwargs: object,
 ) -> threading.Thread:
     def send() -> None:
-        results.append(client.post("/predict", json={"isin": "US0378331005"}, **kwargs).status_code)
+        answer = client.post("/predict", json=body or {"isin": "US0378331005"}, **kwargs)
+        results.append(answer.status_code)
 
     thread = threading.Thread(target=send)
     thread.start()
@@ -153,6 +165,20 @@ def test_capacity_allows_that_many_predictions_at_once(gate):
     for thread in threads:
         thread.join(timeout=5)
     assert results == [200, 200, 200]
+
+
+def test_a_refusal_is_answered_only_after_its_delay(gate):
+    client = build_app(gate, refusal_delay_s=2.0).test_client()
+    running: list[int] = []
+    post_in_background(client, running)
+    gate.wait_entered()  # its slot stays taken until the gate opens (504 or not)
+    answers: list[int] = []
+    refused = post_in_background(client, answers)
+    overloaded = 'kronos_rejected_requests_total{reason="overloaded"}'
+    wait_until(lambda: metric_value(client, overloaded) == 1)  # refused and counted...
+    assert refused.is_alive() and answers == []  # ...but not answered yet: it waits, GIL-free
+    refused.join(timeout=10)
+    assert answers == [429]
 
 
 def test_limiter_rejects_a_capacity_below_one():
@@ -416,6 +442,72 @@ def test_the_service_forecasts_are_counted_by_mode_samples_and_bars():
     assert metric_value(client, 'kronos_inference_duration_seconds_count{mode="simulated"}') == 1
     assert metric_value(client, 'kronos_forecast_samples_total{mode="simulated"}') == 5
     assert metric_value(client, 'kronos_forecast_bars_total{mode="simulated"}') == 5 * bars
+
+
+FORECAST = {"isin": "US0378331005", "horizon_days": 1, "sample_count": 1}
+
+
+def held_service(**overrides: object) -> tuple[FlaskClient, HeldBackend]:
+    """The service serving a `HeldBackend` (forecasts wait for the test), its client."""
+    app = loaded_service_app(**overrides)
+    held = HeldBackend()
+    state_of(app).use(held)
+    held.hold()
+    return app.test_client(), held
+
+
+def queued(client: FlaskClient) -> int:
+    """Forecasts waiting at the worker's gate."""
+    gate = state_of(client.application).forecaster
+    assert isinstance(gate, ForecastGate)
+    return gate.queued
+
+
+def test_a_forecast_that_waits_out_the_queue_time_gets_503_with_retry_after():
+    client, held = held_service(max_inflight=3, concurrent_forecasts=1, queue_timeout_s=0.05)
+    results: list[int] = []
+    running = post_in_background(client, results, FORECAST)
+    held.wait_started()
+    busy = client.post("/predict", json=FORECAST)
+    body = assert_problem(busy, 503)
+    assert busy.headers["Retry-After"] == "1" and "KRONOS" not in body["detail"]
+    assert "1 forecast slots" in body["detail"] and len(held.calls) == 1
+    assert metric_value(client, 'kronos_rejected_requests_total{reason="queued_too_long"}') == 1
+    held.go.set()
+    running.join(timeout=10)
+    assert results == [200]
+
+
+def test_a_forecast_whose_deadline_passes_in_the_queue_gets_504():
+    client, held = held_service(
+        max_inflight=3, concurrent_forecasts=1, queue_timeout_s=30, request_timeout_s=0.2
+    )
+    results: list[int] = []
+    running = post_in_background(client, results, FORECAST)
+    held.wait_started()
+    assert_problem(client.post("/predict", json=FORECAST), 504)
+    assert len(held.calls) == 1
+    held.go.set()
+    running.join(timeout=10)
+
+
+def test_a_forecast_waits_its_turn_and_the_in_flight_bound_counts_it_refusing_at_once():
+    client, held = held_service(max_inflight=2, concurrent_forecasts=1, queue_timeout_s=30)
+    results: list[int] = []
+    running = post_in_background(client, results, FORECAST)
+    held.wait_started()
+    waiting = post_in_background(client, results, FORECAST)
+    wait_until(lambda: queued(client) == 1)
+    assert len(held.calls) == 1  # one forecast at a time
+    refused = client.post("/predict", data=b"{not json", content_type="application/json")
+    assert_problem(refused, 429)  # not the 400 its body earns: the body was never read
+    assert refused.headers["Retry-After"] == "1"
+    assert client.get("/health/ready").status_code == 200
+    held.go.set()
+    for thread in (running, waiting):
+        thread.join(timeout=10)
+    assert results == [200, 200] and len(held.calls) == 2  # the waiting one ran once it could
+    assert_problem(client.post("/predict", data=b"{not json", content_type="application/json"), 400)
 
 
 def test_the_service_forecasts_run_under_the_time_budget():

@@ -15,7 +15,14 @@ from benchmarks.live_server import LiveServer, request
 from kronos_integration.config import DEFAULT_MODEL_ID, DEFAULT_TOKENIZER_ID
 from kronos_integration.registry import ModelLoadError
 from tests.hub_fixtures import build_hub_cache, fake_sha, point_hub_at
-from tests.support import QUIET_TORCH, SEED_REQUEST, loaded_app, make_settings, state_of
+from tests.support import (
+    QUIET_TORCH,
+    SEED_REQUEST,
+    assert_redacted,
+    loaded_app,
+    make_settings,
+    state_of,
+)
 
 MODEL_SHA = fake_sha("service-model")
 TOKENIZER_SHA = fake_sha("service-tokenizer")
@@ -70,7 +77,8 @@ def test_uncached_revision_makes_auto_mode_fall_back_with_the_reason(hf_home: Pa
     models = loaded_app(settings).test_client().get("/models").get_json()
     assert models["serving"] == "simulated"
     reason = models["fallback_reason"]
-    assert DEFAULT_MODEL_ID in reason and "'v9'" in reason and "not in the cache" in reason
+    assert DEFAULT_MODEL_ID in reason and "'v9'" in reason and "not in the cache <path>" in reason
+    assert_redacted(reason, str(hf_home))
     assert TOKEN not in str(models)
 
 

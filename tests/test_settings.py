@@ -17,6 +17,24 @@ def test_defaults_match_the_documented_ones():
     assert settings.torch_threads == max(1, usable_cores() // settings.workers)
 
 
+def test_admission_defaults_follow_cores_workers_and_torch_threads():
+    cores = usable_cores()
+    one_thread = Settings.from_env({"KRONOS_WORKERS": "1", "KRONOS_TORCH_THREADS": "1"})
+    assert (one_thread.concurrent_forecasts, one_thread.max_inflight) == (cores, 2 * cores)
+    wide = Settings.from_env({"KRONOS_WORKERS": "1", "KRONOS_TORCH_THREADS": str(cores + 1)})
+    assert (wide.concurrent_forecasts, wide.max_inflight) == (1, 2)
+    chosen = Settings.from_env(
+        {
+            "KRONOS_CONCURRENT_FORECASTS": "3",
+            "KRONOS_MAX_INFLIGHT": "5",
+            "KRONOS_QUEUE_TIMEOUT_S": "2.5",
+            "KRONOS_REFUSAL_DELAY_MS": "0",
+        }
+    )
+    assert (chosen.concurrent_forecasts, chosen.max_inflight, chosen.queue_timeout_s) == (3, 5, 2.5)
+    assert chosen.refusal_delay_ms == 0
+
+
 def test_values_are_read_and_normalised(tmp_path):
     env = {
         "KRONOS_MODE": "Simulated",
@@ -57,6 +75,11 @@ def test_values_are_read_and_normalised(tmp_path):
         ("KRONOS_TIMEOUT", "30"),
         ("KRONOS_API_KEYS_FILE", "/no/such/keys"),
         ("KRONOS_HUB_TIMEOUT_S", "0"),
+        ("KRONOS_CONCURRENT_FORECASTS", "0"),
+        ("KRONOS_QUEUE_TIMEOUT_S", "0"),
+        ("KRONOS_MAX_INFLIGHT", "0"),
+        ("KRONOS_REFUSAL_DELAY_MS", "-1"),
+        ("KRONOS_REFUSAL_DELAY_MS", "1001"),
     ],
 )
 def test_a_bad_value_names_its_variable(name, value):

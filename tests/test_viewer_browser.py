@@ -31,6 +31,7 @@ from benchmarks.live_server import LiveServer
 from benchmarks.live_server import request as http_request
 from tests.canaries import API_KEY_CANARIES
 from tests.candles import make_candles
+from tests.support import assert_redacted
 
 pytestmark = [
     pytest.mark.slow,
@@ -424,7 +425,9 @@ def test_a_fallback_reason_is_shown(page, tmp_path):
         shown = page.execute_script(
             "const box = document.getElementById('fallback'); return [box.hidden, box.textContent]"
         )
-    assert reason and "no-such-model" in reason
+    assert assert_redacted(reason, str(tmp_path)) == (
+        "ModelLoadError: cannot load '<path>': no such local folder"
+    )
     assert shown[0] is False and reason in shown[1]
 
 

@@ -29,7 +29,8 @@ def live() -> dict[str, str]:
 @documents_problems(blp, 503)
 @public
 def ready() -> dict[str, Any] | Response:
-    """200 once this worker has loaded and warmed up its backend."""
+    """200 once this worker has loaded and warmed up its backend: ready and the mode, nothing
+    of why a fallback happened (that is in `/models`, behind the API key when keys are on)."""
     state = worker_state(current_app)
     if not state.ready:
         return problem(503, "Service Unavailable", "This worker is still loading its model.")

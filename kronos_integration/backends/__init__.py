@@ -3,7 +3,8 @@
 A backend is one module with a `load(settings: ModelSettings) -> Backend` function and one line in
 `BACKENDS` (or a `register_backend` call), after which its name is a valid `KRONOS_MODE` and a
 `--mode` of the command line. Factories are imported only when used, so `simulated` never imports
-torch. `auto` loads `kronos` and falls back to `simulated`, remembering why.
+torch. `auto` loads `kronos` and falls back to `simulated`, remembering why: in full in the log,
+and as a redacted line (no paths, no tensors; `redact_detail`) for clients.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kronos_integration.config import AUTO_MODE, ModelSettings, SettingsError
-from kronos_integration.redact import mask_secrets
+from kronos_integration.redact import mask_secrets, redact_detail
 
 if TYPE_CHECKING:  # the protocol's module imports pandas; gunicorn's master reads mode_names()
     from kronos_integration.backends.base import Backend
@@ -67,8 +68,8 @@ def create_backend(name: str, settings: ModelSettings) -> Backend:
 
 @dataclass(frozen=True)
 class LoadedBackend:
-    """The backend a mode ended up with, why it is not the one asked for (`auto` only), and how
-    long loading and warm-up took."""
+    """The backend a mode ended up with, why it is not the one asked for (`auto` only; one
+    redacted line a client may read), and how long loading and warm-up took."""
 
     backend: Backend
     fallback_reason: str | None
@@ -80,9 +81,9 @@ def load_backend(
 ) -> LoadedBackend:
     """Create and warm up the backend for `mode` (`warm_up(backend)` runs one small forecast).
 
-    In `auto` mode a Kronos model that cannot be loaded or warmed up is logged and replaced by
-    the simulator, with the reason kept; a bad setting (`SettingsError`, e.g. a CUDA device that
-    is not there) is raised in every mode, never papered over.
+    In `auto` mode a Kronos model that cannot be loaded or warmed up is logged in full and
+    replaced by the simulator, with the reason kept redacted; a bad setting (`SettingsError`,
+    e.g. a CUDA device that is not there) is raised in every mode, never papered over.
     """
     started = time.perf_counter()
     if mode != AUTO_MODE:
@@ -96,13 +97,14 @@ def load_backend(
     except SettingsError:
         raise
     except Exception as error:
-        reason = mask_secrets(f"{type(error).__name__}: {error}", [settings.hf_token])
+        detail = mask_secrets(f"{type(error).__name__}: {error}", [settings.hf_token])
         logger.warning(
             "auto mode: the %s backend could not be loaded (%s); serving %s",
             AUTO_PRIMARY,
-            reason,
+            detail,
             AUTO_FALLBACK,
         )
+        reason = redact_detail(detail)
         backend = create_backend(AUTO_FALLBACK, settings)
         warm_up(backend)
     return LoadedBackend(backend, reason, time.perf_counter() - started)
