@@ -253,8 +253,8 @@ def run_backtest(args: argparse.Namespace, defaults: Defaults) -> None:
     config = BacktestConfig(
         horizon_days=args.horizon_days, origins=args.origins, window=args.window, seed=args.seed
     )
-    # delay: no bar for a run shorter than half a second, and none drawn before its total is known
-    with tqdm(desc="backtest", unit="origin", file=sys.stderr, delay=0.5) as bar:
+    # total: at most --origins (the history may allow fewer; the first report sets the real number)
+    with tqdm(desc="backtest", unit="origin", total=args.origins, file=sys.stderr) as bar:
         try:
             run = backtest_backend(
                 history.candles,
