@@ -87,8 +87,9 @@ proc_name = "kronos"
 #   post_fork - in the new worker: bound oneDNN's primitive cache (limit_memory_growth, below),
 #       then size torch's thread pool for this worker's share of the cores.
 #   pre_request - close the connection after KEEPALIVE_MAX_REQUESTS requests (above).
-#   post_request - after a forecast (a 200 of /predict, /predict/batch): release_freed_memory
-#       (below); not after a refusal, which freed nothing worth trimming.
+#   post_request - after a forecast answered 200 (a view marked `runs_forecasts`, which says so in
+#       the environ): release_freed_memory (below); not after a refusal, which freed nothing worth
+#       trimming.
 #   post_worker_init - in the worker, once the app is imported: load and warm up the backend; a
 #       model that cannot be served stops the whole server (WORKER_BOOT_ERROR).
 #   on_starting / child_exit / on_exit - Prometheus multiprocess mode: every worker writes its
@@ -98,7 +99,6 @@ proc_name = "kronos"
 #       prometheus_client, which reads the variable once, at import.
 
 WORKER_BOOT_ERROR = 3  # the arbiter halts with this status (1 when two workers fail at once)
-FORECAST_PATH = "/predict"
 logger = logging.getLogger("kronos.gunicorn")
 
 
@@ -155,7 +155,9 @@ def pre_request(worker: Any, req: Any) -> None:
 
 
 def post_request(worker: Any, req: Any, environ: Any, resp: Any) -> None:
-    if req.path.startswith(FORECAST_PATH) and resp.status_code == 200:
+    from app.policy import RAN_FORECASTS  # in the worker, where the app is imported already
+
+    if environ.get(RAN_FORECASTS) and resp.status_code == 200:
         release_freed_memory()
 
 

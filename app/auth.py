@@ -1,9 +1,9 @@
 """Optional API keys: ``Authorization: Bearer <key>``, compared in constant time.
 
 Off unless keys are configured (``KRONOS_API_KEYS`` or ``KRONOS_API_KEYS_FILE``). When on, every
-route needs a configured key except views marked ``policy.public`` (the health probes); unrouted
-paths need one too. A missing header, another scheme and a wrong key all get the same 401
-problem+json, so a caller learns nothing about which part was wrong.
+route needs a configured key except views marked ``policy.public`` (the health probes, the viewer's
+page and its files); unrouted paths need one too. A missing header, another scheme and a wrong key
+all get the same 401 problem+json, so a caller learns nothing about which part was wrong.
 """
 
 from __future__ import annotations

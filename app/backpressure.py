@@ -22,7 +22,7 @@ from flask import Flask, Response, current_app
 from prometheus_client import Gauge
 
 from app import context
-from app.errors import ProblemError, problem
+from app.errors import RETRY_AFTER_S, ProblemError, problem
 from app.metrics import get_metrics
 from app.policy import policy_of_request
 
@@ -159,7 +159,10 @@ def current_slot() -> InflightSlot | None:
 
 
 def init_app(
-    app: Flask, max_inflight: int, retry_after_s: int = 1, refusal_delay_s: float = 0.0
+    app: Flask,
+    max_inflight: int,
+    retry_after_s: int = RETRY_AFTER_S,
+    refusal_delay_s: float = 0.0,
 ) -> InflightLimiter:
     """Give `app` a limiter of `max_inflight` slots (needs `app.metrics` initialised first)."""
     limiter = InflightLimiter(

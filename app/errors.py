@@ -61,6 +61,7 @@ DOMAIN_STATUSES: dict[type[ForecastError], tuple[int, str]] = {
 """Each forecasting error class and the status and title it is answered with; a 503 also says
 `Retry-After` (`RETRY_AFTER_S`)."""
 RETRY_AFTER_S = 1
+"""Seconds in every `Retry-After` the service sends (503 and 429)."""
 
 
 def as_problem(error: ForecastError) -> ProblemError:

@@ -116,7 +116,7 @@ class ServiceMetrics:
         )
         self.serving_mode = Gauge(
             "kronos_serving_mode_workers",
-            "Live workers serving each mode (kronos or simulated).",
+            "Live workers serving each backend (kronos, simulated, ...).",
             ["mode"],
             registry=registry,
             multiprocess_mode="livesum",

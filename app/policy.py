@@ -4,7 +4,8 @@
 - `runs_forecasts`: the view runs forecasts: the time budget applies (a request that already
   waited it out in a queue is refused with 503 before any work), and the view body runs holding an
   in-flight slot, taken after flask-smorest has read and validated the body, so a slow or invalid
-  upload never holds one (429 when none is free).
+  upload never holds one (429 when none is free). Once it has answered, the WSGI environ says so
+  (`RAN_FORECASTS`), for gunicorn's `post_request` (gunicorn.conf.py).
 
 Hooks ask `policy_of(view)` what applies; the decorators only mark the view, and
 `runs_forecasts` also wraps it to hold the slot.
@@ -21,6 +22,8 @@ from flask import current_app, request
 
 View = TypeVar("View", bound=Callable[..., Any])
 _ATTRIBUTE = "_kronos_policy"
+RAN_FORECASTS = "kronos.ran_forecasts"
+"""WSGI environ key, True once a `runs_forecasts` view has returned its answer."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,9 @@ def runs_forecasts(view: View) -> View:
     @functools.wraps(view)
     def holding_a_slot(*args: Any, **kwargs: Any) -> Any:
         with hold_inflight_slot():
-            return view(*args, **kwargs)
+            answer = view(*args, **kwargs)
+        request.environ[RAN_FORECASTS] = True
+        return answer
 
     return _mark(cast(View, holding_a_slot), runs_forecasts=True)
 

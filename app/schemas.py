@@ -496,8 +496,13 @@ class PredictMetadataSchema(Schema):
 class PredictResponseSchema(Schema):
     isin = fields.String(metadata={"description": "The request's ISIN (absent for a symbol)."})
     symbol = fields.String(metadata={"description": "The request's symbol (absent for an ISIN)."})
-    model = fields.String(required=True, metadata={"description": "kronos or simulated"})
-    model_version = fields.String(required=True, metadata={"description": "Repo id or path."})
+    model = fields.String(
+        required=True, metadata={"description": "The serving backend: kronos, simulated, ..."}
+    )
+    model_version = fields.String(
+        required=True,
+        metadata={"description": "Repo id or folder, or the algorithm's version."},
+    )
     prediction_horizon_days = fields.Integer(required=True)
     current_price = fields.Float(required=True)
     predictions = fields.List(fields.Nested(PredictionDaySchema), required=True)
@@ -620,7 +625,9 @@ class ServiceStatusSchema(Schema):
     status = fields.String(required=True, metadata={"description": "ready or loading"})
     ready = fields.Boolean(required=True)
     mode = fields.String(required=True, metadata={"description": "Configured KRONOS_MODE."})
-    serving = fields.String(allow_none=True, metadata={"description": "kronos or simulated."})
+    serving = fields.String(
+        allow_none=True, metadata={"description": "The serving backend (null while loading)."}
+    )
     worker_pid = fields.Integer(required=True)
 
 

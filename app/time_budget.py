@@ -27,7 +27,7 @@ from flask import Flask, Response, current_app, request
 
 from app import context
 from app.backpressure import current_slot
-from app.errors import ProblemError, problem
+from app.errors import RETRY_AFTER_S, ProblemError, problem
 from app.metrics import get_metrics
 from app.policy import policy_of_request
 from kronos_integration.errors import BackendBusyError
@@ -100,7 +100,7 @@ def start_budget() -> Response | None:
             "Request waited too long",
             f"The request waited {waited:.1f} s before a worker could take it, beyond the "
             f"{budget_s:g} s time budget; retry later.",
-            headers={"Retry-After": "1"},
+            headers={"Retry-After": str(RETRY_AFTER_S)},
         )
     return None
 

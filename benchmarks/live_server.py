@@ -242,10 +242,6 @@ class ProxiedServer(LiveServer):
         self._close_listener()
         return ()
 
-    def gunicorn_pid(self) -> int:
-        """The gunicorn master's pid (from its pid file in the run directory)."""
-        return int((self.run_dir / "gunicorn.pid").read_text())
-
     def stop(self, timeout_s: float = 30.0) -> int:
         """SIGTERM the supervisor (nginx, then gunicorn, stop gracefully) and clean up; a master
         still running after ``timeout_s`` (its pid file is still there) is killed."""

@@ -1,5 +1,6 @@
 """The errors a forecast can end with. The library raises only these (and `ValueError` from its
-lower-level functions); the service maps each class to one HTTP status in `app/errors.py`."""
+lower-level functions); callers tell the kinds apart by class, and nothing here says how a
+caller answers them (the service's answers are in `app/errors.py`)."""
 
 from __future__ import annotations
 

@@ -43,10 +43,6 @@ class Forecast:
         """Per-bar quantiles over the samples, (len(quantile_levels), pred_len, 6)."""
         return np.asarray(np.quantile(self.paths, self.quantile_levels, axis=0))
 
-    def mean_frame(self) -> pd.DataFrame:
-        """The sample mean as a DataFrame indexed by `timestamps`."""
-        return pd.DataFrame(self.mean, index=self.timestamps, columns=list(CANDLE_COLUMNS))
-
 
 def check_quantile_levels(levels: Sequence[float]) -> tuple[float, ...]:
     """Return `levels` as a sorted tuple, or raise ValueError if any is outside (0, 1)."""

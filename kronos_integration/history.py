@@ -7,7 +7,7 @@ sources are built in registration order from `ForecastSettings`: the data folder
 column or a `<instrument>.calendar` side-car file), then synthetic history (deterministic per
 instrument) when it is allowed: by `KRONOS_ALLOW_SYNTHETIC_HISTORY`, or when the simulator serves
 and no data folder is configured (so an offline `make serve` answers, while a file missing from a
-configured folder is always a 404 naming it). A new source is one class with a
+configured folder is always a `HistoryNotFoundError` naming it). A new source is one class with a
 `configured(settings, serving)` constructor and one line in `SOURCE_FACTORIES`.
 """
 

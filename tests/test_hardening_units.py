@@ -14,11 +14,11 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 from flask.testing import FlaskClient
 
 from app import auth, backpressure, errors, hooks, log_format, metrics, request_log, time_budget
-from app.policy import public, runs_forecasts
+from app.policy import RAN_FORECASTS, public, runs_forecasts
 from app.state import EXTENSION_KEY as STATE_KEY
 from app.state import WorkerState
 from app.time_budget import parse_request_start, run_within_budget
@@ -559,3 +559,25 @@ def test_the_request_deadline_reaches_the_backend_and_its_timeout_is_a_504(monke
         return jsonify(run_within_budget(lambda: (_ for _ in ()).throw(TimeoutError("late"))))
 
     assert_problem(gated.test_client().post("/too-late"), 504)
+
+
+def test_a_forecast_that_answered_says_so_in_the_environ_for_the_memory_trim(gate: Gate) -> None:
+    """gunicorn's post_request trims memory after a 200 whose environ has RAN_FORECASTS."""
+    app = build_app(gate)
+
+    @app.post("/too-late")
+    @runs_forecasts
+    def too_late():  # type: ignore[no-untyped-def]
+        return jsonify(run_within_budget(lambda: (_ for _ in ()).throw(TimeoutError("late"))))
+
+    gate.open.set()
+
+    def marked(method: str, path: str, status: int) -> bool:
+        with app.test_client() as client:  # keeps the request's context (and environ) after it
+            answer = client.open(path, method=method, json={"isin": "US0378331005"})
+            assert answer.status_code == status
+            return request.environ.get(RAN_FORECASTS) is True
+
+    assert marked("POST", "/predict", 200)
+    assert not marked("POST", "/too-late", 504)
+    assert not marked("GET", "/health", 200)
