@@ -68,12 +68,13 @@ class WorkerState:
             self._use(LoadedBackend(backend, fallback_reason, load_seconds=0.0))
 
     def _use(self, loaded: LoadedBackend) -> None:
-        self.loaded = loaded
         self.forecaster = self._batched(
             gated(loaded.backend, self.settings.concurrent_forecasts, self.settings.queue_timeout_s)
         )
+        self.history_sources = configured_sources(self.settings.forecast, loaded.backend.info.name)
         self.loaded_at = dt.datetime.now(dt.UTC)
-        self.history_sources = configured_sources(self.settings.forecast, self.serving or "")
+        # Last: a request that sees the worker ready finds its gate, batcher and sources in place.
+        self.loaded = loaded
         logger.info(
             "worker %d ready: serving %s on %s after %.2f s",
             os.getpid(),
