@@ -92,7 +92,7 @@ class ServiceMetrics:
         )
         self.rejected = Counter(
             "kronos_rejected_requests_total",
-            "Requests refused before any work: overloaded (429) or out of time budget (503/504).",
+            "Requests refused or cut off: overloaded (429), queued too long (503), past the deadline (504).",
             ["reason"],
             registry=registry,
         )
