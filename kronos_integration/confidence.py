@@ -17,6 +17,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from kronos_integration.forecast import sample_quantiles
+
 Z_90 = 1.2815515655446004
 """Standard normal 90th percentile: a Gaussian 80 % band is 2·Z_90 standard deviations wide."""
 
@@ -33,7 +35,7 @@ def band_confidence(ratios: np.ndarray, volatility: np.ndarray, steps: np.ndarra
     """Confidence (..., D) from sample closes divided by the last close, `ratios` (..., D, S);
     `volatility` broadcasts against (...,), `steps` against (..., D). NaN where S < 2 or σ is 0."""
     ratios = np.asarray(ratios, dtype=np.float64)
-    low, high = np.quantile(np.log(ratios), (0.1, 0.9), axis=-1)  # (..., D)
+    low, high = sample_quantiles(np.log(ratios), (0.1, 0.9), axis=-1)  # (..., D)
     usual = 2.0 * Z_90 * np.asarray(volatility)[..., None] * np.sqrt(steps)
     with np.errstate(divide="ignore", invalid="ignore"):
         r = (high - low) / usual

@@ -84,7 +84,7 @@ class ForecastSettings:
 
     mode: str = AUTO_MODE
     lookback: int = 400
-    default_sample_count: int = 8
+    default_sample_count: int = 20
     max_sample_count: int = 64
     max_prediction_bars: int = 512
     data_dir: Path | None = None

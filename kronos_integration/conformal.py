@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from kronos_integration.evaluation.forecasters import PathForecaster, Window
-from kronos_integration.forecast import CANDLE_COLUMNS
+from kronos_integration.forecast import CANDLE_COLUMNS, sample_quantiles
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ def fit_conformal(
         median = np.median(log_paths, axis=0)
         realised = np.log(close[start + k : start + k + checked])
         for band in BANDS:
-            low, high = np.quantile(log_paths, ((1 - band) / 2, (1 + band) / 2), axis=0)
+            low, high = sample_quantiles(log_paths, ((1 - band) / 2, (1 + band) / 2), axis=0)
             above = realised >= median
             width = np.where(above, high - median, median - low)
             gap = np.abs(realised - median)

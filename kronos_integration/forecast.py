@@ -13,6 +13,22 @@ CANDLE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume", "am
 DEFAULT_QUANTILES: tuple[float, ...] = (0.1, 0.5, 0.9)
 
 
+def sample_quantiles(
+    samples: np.ndarray, levels: float | Sequence[float], axis: int = 0
+) -> np.ndarray:
+    """Quantiles of sample paths along `axis` (levels first in the result, as `np.quantile`),
+    read so that a band between two of them covers its nominal share of a new outcome on average.
+
+    Of S exchangeable samples, the k-th smallest lies below a new outcome with probability
+    k / (S + 1); level p is read at rank p·(S + 1) (numpy's "weibull" method), so P10–P90 of
+    S samples covers 80 % in expectation. numpy's default (rank 1 + p·(S − 1)) reads inside it: at
+    8 samples its P10–P90 covers 62 % (5.6 of 9 gaps). Beyond the extreme samples nothing is
+    extrapolated: a band wider than (S − 1)/(S + 1) (78 % at 8 samples, 90 % needs 19) is read
+    at the lowest and highest sample and covers less than nominal. The median is the same either
+    way."""
+    return np.asarray(np.quantile(samples, levels, axis=axis, method="weibull"))
+
+
 @dataclass(frozen=True)
 class Forecast:
     """Sample paths of a forecast and their summaries, in price units.
@@ -40,8 +56,9 @@ class Forecast:
 
     @property
     def quantiles(self) -> np.ndarray:
-        """Per-bar quantiles over the samples, (len(quantile_levels), pred_len, 6)."""
-        return np.asarray(np.quantile(self.paths, self.quantile_levels, axis=0))
+        """Per-bar quantiles over the samples (`sample_quantiles`), (len(quantile_levels),
+        pred_len, 6)."""
+        return sample_quantiles(self.paths, self.quantile_levels, axis=0)
 
 
 def check_quantile_levels(levels: Sequence[float]) -> tuple[float, ...]:

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from kronos_integration.forecast import CANDLE_COLUMNS, Forecast
+from kronos_integration.forecast import CANDLE_COLUMNS, Forecast, sample_quantiles
 from kronos_integration.grid import infer_bar_interval
 
 CLOSE = CANDLE_COLUMNS.index("close")
@@ -28,7 +28,7 @@ def plot_forecast(history: pd.DataFrame, forecast: Forecast, path: Path, *, titl
     shown = history["close"].iloc[-max(MIN_HISTORY_SHOWN, 3 * pred_len) :]
     closes = forecast.paths[:, :, CLOSE]  # (S, L)
     low_level, high_level = min(forecast.quantile_levels), max(forecast.quantile_levels)
-    low, median, high = np.quantile(closes, [low_level, 0.5, high_level], axis=0)  # each (L,)
+    low, median, high = sample_quantiles(closes, [low_level, 0.5, high_level])  # each (L,)
     history_x = np.arange(-len(shown), 0)
     future_x = np.arange(pred_len)
 

@@ -73,7 +73,7 @@ def test_seed_request_keeps_the_seed_contract(client, mode):
     assert meta["prediction_periods"] == 5
     assert meta["lookback_periods"] == 400
     assert meta["max_context"] == 512
-    assert meta["sample_count"] == 8
+    assert meta["sample_count"] == 20
     assert meta["worker_pid"] == os.getpid()
     if mode == "auto":
         assert assert_redacted(meta["fallback_reason"]) == MISSING_FOLDER

@@ -14,13 +14,16 @@ import numpy as np
 import scipy.stats
 import scoringrules
 
+from kronos_integration.forecast import sample_quantiles
+
 PIT_BINS = 10
 
 
 def central_band(samples: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
-    """Lower and upper edges (N,) of the central `level` band (e.g. 0.8: P10–P90)."""
+    """Lower and upper edges (N,) of the central `level` band (e.g. 0.8: P10–P90), read as the
+    service reads its bands (`sample_quantiles`)."""
     tail = (1.0 - level) / 2.0
-    low, high = np.quantile(samples, (tail, 1.0 - tail), axis=1)
+    low, high = sample_quantiles(samples, (tail, 1.0 - tail), axis=1)
     return low, high
 
 
@@ -32,7 +35,7 @@ def covered(samples: np.ndarray, observed: np.ndarray, level: float) -> np.ndarr
 
 def pinball(samples: np.ndarray, observed: np.ndarray, levels: Sequence[float]) -> np.ndarray:
     """Pinball (quantile) loss averaged over `levels`, (N,)."""
-    quantiles = np.quantile(samples, levels, axis=1)  # (Q, N)
+    quantiles = sample_quantiles(samples, levels, axis=1)  # (Q, N)
     taus = np.asarray(levels)[:, None]
     error = observed[None, :] - quantiles
     return np.asarray(np.mean(np.maximum(taus * error, (taus - 1.0) * error), axis=0))
