@@ -244,7 +244,8 @@ export function backtestView({ instrumentRequest, knownHistory, updateAddress })
       line: { color: "#222", width: 1, dash: "dash" },
       hoverinfo: "skip",
     });
-    return { traces, span, count: points.reduce((n, p) => n + p.n, 0) / Math.max(models.length, 1) };
+    const range = [span[0] - 0.03, span[1] + 0.03]; // markers on the span's edge drawn whole
+    return { traces, range, count: points.reduce((n, p) => n + p.n, 0) / Math.max(models.length, 1) };
   }
 
   async function drawCharts(summary, backend) {
@@ -261,8 +262,8 @@ export function backtestView({ instrumentRequest, knownHistory, updateAddress })
     const reliability = reliabilityTraces(summary, backend);
     const reliabilityLayout = {
       margin,
-      xaxis: { title: { text: "forecast P(up), mean of each tenth" }, range: reliability.span, constrain: "domain", automargin: true },
-      yaxis: { title: { text: "share that went up" }, range: reliability.span, scaleanchor: "x", constrain: "domain", automargin: true },
+      xaxis: { title: { text: "forecast P(up), mean of each tenth" }, range: reliability.range, constrain: "domain", automargin: true },
+      yaxis: { title: { text: "share that went up" }, range: reliability.range, scaleanchor: "x", constrain: "domain", automargin: true },
       legend,
       hovermode: "closest",
     };
