@@ -479,6 +479,10 @@ def test_with_api_keys_on_the_page_sends_the_typed_key_and_keeps_it_nowhere(page
         assert page.execute_script("return document.activeElement.id") == "f-api-key"
         fill(page, "f-api-key", key)
         submit_and_wait(page, "ready")
+        from selenium.webdriver.common.by import By
+
+        page.find_element(By.ID, "backtest-submit").click()  # the backtest sends the key too
+        assert wait_for_backtest(page) == "ready", backtest_status(page)
         stored = page.execute_script(
             "return [location.href, JSON.stringify(localStorage), JSON.stringify(sessionStorage),"
             " document.cookie, document.getElementById('permalink').href]"
