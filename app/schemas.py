@@ -576,9 +576,24 @@ class ConfidenceRankingSchema(Schema):
     mean = fields.Float(required=True)
 
 
+class ReliabilityBinSchema(Schema):
+    p_up = fields.Float(required=True, metadata={"description": "Mean forecast P(up) of the bin."})
+    observed = fields.Float(required=True, metadata={"description": "Share that went up."})
+    n = fields.Integer(required=True, metadata={"description": "Forecasts in the bin."})
+
+
 class ModelScoresSchema(Schema):
     horizons = fields.Dict(
         keys=fields.String(), values=fields.Nested(HorizonScoresSchema), required=True
+    )
+    reliability = fields.List(
+        fields.Nested(ReliabilityBinSchema),
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "Reliability diagram of P(up) over all horizons: forecasts sorted by "
+            "P(up) in ten groups of equal count; null for a point forecast."
+        },
     )
     confidence = fields.Nested(
         ConfidenceRankingSchema,

@@ -2,11 +2,13 @@
 
 Starts the service (simulated mode, one worker) and loads each deep link N times, each time in a
 fresh browser profile (cold cache) and then again in the same browser (warm: plotly.js from the
-HTTP cache). The links: the seed's daily forecast (synthetic history) and an hourly EUR/USD forecast
+HTTP cache). The links: the seed's daily forecast (synthetic history), an hourly EUR/USD forecast
 on the 24/5 calendar (real bars from the `backtesting` package, written to a temporary data
-folder; its chart has range breaks for the weekends). The page marks `kronos:forecast-received`
-and `kronos:first-chart-drawn` (`performance.mark`, milliseconds since navigation start); resource
-timing adds when the plotly.js bundle arrived. Prints a table of medians and one JSON line;
+folder; its chart has range breaks for the weekends), and the backtest view of the seed's ISIN
+(30 origins, horizons 1, 5 and 20, 16 samples). The page marks `kronos:forecast-received` and
+`kronos:first-chart-drawn` (`kronos:backtest-received` and `kronos:first-backtest-chart-drawn` for
+the backtest; `performance.mark`, milliseconds since navigation start); resource timing adds when
+the plotly.js bundle arrived. Prints a table of medians and one JSON line;
 `--screenshots DIR` saves each link's page at 1280x800.
 
     python -m benchmarks.viewer_load [--runs 5] [--screenshots DIR]
@@ -30,31 +32,39 @@ logger = logging.getLogger(__name__)
 DEEP_LINKS = {
     "daily": "/?isin=US67066G1040&horizon_days=5&seed=7",
     "fx-hourly": "/?symbol=EURUSD&calendar=24/5&horizon_days=2&seed=7",
+    "backtest": "/?isin=US67066G1040&backtest=1&backtest_origins=30",
+}
+# The page's marks for a link's answer and its first chart.
+MARKS = {
+    "forecast": ("kronos:forecast-received", "kronos:first-chart-drawn"),
+    "backtest": ("kronos:backtest-received", "kronos:first-backtest-chart-drawn"),
 }
 TIMINGS_JS = """
+const [received, drawn] = arguments[0];
 const mark = (name) => performance.getEntriesByName(name)[0]?.startTime ?? null;
 const done = (part) => performance.getEntriesByType('resource')
   .find((e) => e.name.includes(part))?.responseEnd ?? null;
 return {
   dom_content_loaded: performance.getEntriesByType('navigation')[0].domContentLoadedEventEnd,
   plotly_received: done('plotly.min.js'),
-  forecast_received: mark('kronos:forecast-received'),
-  first_chart_drawn: mark('kronos:first-chart-drawn'),
+  answer_received: mark(received),
+  first_chart_drawn: mark(drawn),
 };
 """
 
 
 def load_once(driver: Any, url: str) -> dict[str, float]:
-    """Navigate to `url`, wait for the first chart, return the page's timings in ms."""
+    """Navigate to `url`, wait for its first chart, return the page's timings in ms."""
     from selenium.webdriver.support.ui import WebDriverWait
 
+    marks = MARKS["backtest" if "backtest=1" in url else "forecast"]
     driver.get(url)
     WebDriverWait(driver, 60).until(
         lambda d: d.execute_script(
-            "return performance.getEntriesByName('kronos:first-chart-drawn').length"
+            "return performance.getEntriesByName(arguments[0]).length", marks[1]
         )
     )
-    timings: dict[str, float] = driver.execute_script(TIMINGS_JS)
+    timings: dict[str, float] = driver.execute_script(TIMINGS_JS, marks)
     return timings
 
 

@@ -37,6 +37,11 @@ def test_a_backtest_scores_the_serving_backend_beside_the_baselines(
     assert body["models"]["random_walk"]["horizons"]["1"]["coverage_0.8"] is None
     assert body["models"]["random_walk"]["confidence"] is None
     assert body["models"][mode]["confidence"]["top_tenth"]["n"] >= 1
+    bins = body["models"][mode]["reliability"]  # 24 forecasts (12 origins, 2 horizons)
+    assert [b["n"] for b in bins] == [3, 3, 3, 3, 2, 2, 2, 2, 2, 2]
+    assert all(0 <= b["p_up"] <= 1 and 0 <= b["observed"] <= 1 for b in bins)
+    assert [b["p_up"] for b in bins] == sorted(b["p_up"] for b in bins)
+    assert body["models"]["random_walk"]["reliability"] is None
 
 
 def test_the_same_seed_gives_the_same_scores(client: FlaskClient) -> None:

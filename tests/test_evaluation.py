@@ -50,6 +50,21 @@ def test_metrics_of_a_calibrated_gaussian_ensemble():
     assert metrics.brier(samples, observed, 0.0).mean() == pytest.approx(0.25, abs=0.01)
 
 
+def test_reliability_bins_follow_calibrated_probabilities_and_expose_overconfidence():
+    rng = np.random.default_rng(1)
+    p_up = rng.uniform(size=5000)
+    up = rng.uniform(size=5000) < p_up  # P(up) means what it says
+    bins = metrics.reliability(p_up, up)
+    assert [b["n"] for b in bins] == [500] * 10
+    assert [b["p_up"] for b in bins] == sorted(b["p_up"] for b in bins)
+    assert [b["observed"] for b in bins] == pytest.approx([b["p_up"] for b in bins], abs=0.06)
+    overconfident = metrics.reliability(np.clip(0.5 + 2 * (p_up - 0.5), 0, 1), up)
+    assert overconfident[1]["observed"] > overconfident[1]["p_up"] + 0.1  # says 0, saw 15 %
+    assert overconfident[-2]["observed"] < overconfident[-2]["p_up"] - 0.1
+    assert [b["n"] for b in metrics.reliability(p_up[:4], up[:4])] == [1, 1, 1, 1]
+    assert metrics.reliability(p_up[:0], up[:0]) == []
+
+
 def test_simulator_bands_hold_on_the_vendored_series():
     """IBM and MSFT, 200 origins each (as `benchmarks.calibration`), 64 samples, seed 0: 80 % and 90 % bands within 4 points
     of nominal at 1, 5 and 20 sessions; pinball no worse than a Gaussian random walk; Brier

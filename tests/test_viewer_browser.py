@@ -2,11 +2,13 @@
 
 The page is loaded from a deep link, drawn by the real plotly.js bundle, and compared with the
 answer the test gets from the same request (same seed) over HTTP: the chart's traces and the
-table's cells must show those numbers. Every URL the browser asked for is read from its DevTools
+table's cells must show those numbers; the same for the backtest view against ``POST /backtest``
+(coverage chart, reliability diagram, scores table) and for a calibrated forecast's
+``metadata.calibration``. Every URL the browser asked for is read from its DevTools
 log and must be on the service's own origin. Screenshots and the page's performance marks (time to
 the first chart drawn) are saved under pytest's tmp dir and, when set, ``KRONOS_ARTIFACTS_DIR``.
 Accessibility: axe-core (vendored for these tests only, ``tests/vendor/axe-core/``) audits the
-page in four states, and a keyboard pass checks the tab order and the skip link.
+page in six states, and a keyboard pass checks the tab order and the skip link.
 
 Needs Debian's ``chromium`` and ``chromium-driver``; without them these tests skip and say how to
 install them (``.ci/run`` installs them, so CI always runs them).
@@ -17,6 +19,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -119,9 +122,31 @@ def wait_for_state(driver: Any, *states: str) -> str:
     return state
 
 
-def open_page(driver: Any, server: LiveServer, query: str, state: str = "ready") -> None:
+def open_page(
+    driver: Any, server: LiveServer, query: str, state: str = "ready", backtest: str | None = None
+) -> None:
+    """Load `/?query` and wait for the forecast's `state` and, when given, the backtest's."""
     driver.get(f"{origin(server)}/?{query}")
     assert wait_for_state(driver, "ready", "error", "idle") == state, status_text(driver)
+    if backtest is not None:
+        assert wait_for_backtest(driver) == backtest, backtest_status(driver)
+
+
+def wait_for_backtest(driver: Any) -> str:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def settled(d: Any) -> str | None:
+        state = d.execute_script("return document.body.dataset.backtestState")
+        return state if state in ("ready", "error") else None
+
+    state: str = WebDriverWait(driver, WAIT_S).until(settled)
+    return state
+
+
+def backtest_status(driver: Any) -> str:
+    return str(
+        driver.execute_script("return document.getElementById('backtest-status').textContent")
+    )
 
 
 def submit_and_wait(driver: Any, state: str) -> None:
@@ -146,10 +171,12 @@ def fill(driver: Any, element_id: str, text: str) -> None:
     element.send_keys(text)
 
 
-def api_answer(server: LiveServer, body: dict[str, Any]) -> dict[str, Any]:
-    status, _, raw = http_request(server.port, "POST", "/predict", body)
+def api_answer(
+    server: LiveServer, body: dict[str, Any], path: str = "/predict", status: int = 200
+) -> dict[str, Any]:
+    got, _, raw = http_request(server.port, "POST", path, body)
     answer: dict[str, Any] = json.loads(raw)
-    assert status == 200, answer
+    assert got == status, answer
     return answer
 
 
@@ -174,12 +201,13 @@ def chart_traces(driver: Any) -> list[dict[str, Any]]:
     )
 
 
-def facts(driver: Any) -> dict[str, str]:
-    """The answer's facts as shown: term -> value."""
+def facts(driver: Any, box: str = "facts") -> dict[str, str]:
+    """The answer's facts as shown (`backtest-facts`: the backtest's): term -> value."""
     return dict(
         driver.execute_script(
-            "return Array.from(document.querySelectorAll('#facts div')).map(d =>"
-            " [d.querySelector('dt').textContent, d.querySelector('dd').textContent])"
+            "return Array.from(document.querySelectorAll(`#${arguments[0]} div`)).map(d =>"
+            " [d.querySelector('dt').textContent, d.querySelector('dd').textContent])",
+            box,
         )
     )
 
@@ -291,6 +319,8 @@ def test_a_deep_link_draws_the_forecast_the_api_returns(page, server, tmp_path):
     assert shown["Seed"] == "7" and shown["Samples"] == "16"
     assert expected["metadata"]["calendar"] == {"name": "XNYS", "source": "isin"}
     assert shown["Calendar"] == "XNYS (the ISIN country's exchange)"
+    assert shown["Calibration"] == "off" and not expected["metadata"]["calibration"]["requested"]
+    assert page.execute_script("return document.getElementById('calibration-note').hidden")
     fallback_hidden = page.execute_script("return document.getElementById('fallback').hidden")
     assert fallback_hidden and expected["metadata"]["fallback_reason"] is None
 
@@ -449,6 +479,10 @@ def test_with_api_keys_on_the_page_sends_the_typed_key_and_keeps_it_nowhere(page
         assert page.execute_script("return document.activeElement.id") == "f-api-key"
         fill(page, "f-api-key", key)
         submit_and_wait(page, "ready")
+        from selenium.webdriver.common.by import By
+
+        page.find_element(By.ID, "backtest-submit").click()  # the backtest sends the key too
+        assert wait_for_backtest(page) == "ready", backtest_status(page)
         stored = page.execute_script(
             "return [location.href, JSON.stringify(localStorage), JSON.stringify(sessionStorage),"
             " document.cookie, document.getElementById('permalink').href]"
@@ -575,6 +609,206 @@ def test_pasted_intraday_candles_on_the_xnys_calendar_skip_nights_and_say_the_li
     assert foreign_requests(page, server) == []
 
 
+# --- calibration and the backtest view ---------------------------------------------------------
+
+BACKTEST_LINK = "isin=US67066G1040&backtest=1&backtest_origins=20"
+# The body the page posts for BACKTEST_LINK: its default horizons and samples (no forecast has told
+# it the history's length, so no window of its own).
+BACKTEST_BODY = {"isin": "US67066G1040", "horizon_days": [1, 5, 20], "origins": 20, "samples": 16}
+BANDS = ("0.5", "0.8", "0.9")
+
+
+def test_a_calibrated_forecast_shows_its_calibration(page, server):
+    open_page(page, server, "isin=US67066G1040&horizon_days=5&seed=7&calibrate=1")
+    body = {"isin": "US67066G1040", "horizon_days": 5, "seed": 7, "calibrate": True}
+    calibration = api_answer(server, body)["metadata"]["calibration"]
+    assert calibration["calibrated"] and calibration["origins"] == 30
+    first, last = calibration["factor_first_step"], calibration["factor_last_step"]
+    assert facts(page)["Calibration"] == f"calibrated ×{first:.2f} … ×{last:.2f}"
+    note = page.execute_script(
+        "const n = document.getElementById('calibration-note'); return [n.hidden, n.textContent]"
+    )
+    assert note[0] is False
+    assert f"on {calibration['origins']} origins" in note[1]
+    assert f"{calibration['checked_steps']} bars ahead" in note[1]
+    for band, held in calibration["coverage_before"].items():
+        assert f"the {float(band) * 100:.0f} % band held {held * 100:.1f} %" in note[1]
+    state = page.execute_script(
+        "return [document.getElementById('f-calibrate').checked,"
+        " document.getElementById('permalink').href]"
+    )
+    assert state[0] is True and parse_qs(urlsplit(state[1]).query)["calibrate"] == ["1"]
+    assert foreign_requests(page, server) == []
+
+
+def backtest_rows(driver: Any) -> dict[tuple[str, str], dict[str, str]]:
+    """The scores table: (model, horizon) -> column -> data-value."""
+    rows = driver.execute_script(
+        "return Array.from(document.querySelectorAll('#backtest-table tbody tr')).map(tr =>"
+        " [tr.dataset.model, tr.dataset.horizon, Object.fromEntries(Array.from(tr.cells)"
+        ".map(td => [td.dataset.column, td.dataset.value]))])"
+    )
+    return {(model, horizon): cells for model, horizon, cells in rows}
+
+
+def traces_of(driver: Any, chart: str) -> list[dict[str, Any]]:
+    return list(
+        driver.execute_script(
+            "return document.getElementById(arguments[0]).data.map(t => ({name: t.name,"
+            " type: t.type, meta: t.meta || {}, x: Array.from(t.x || []).map(v => Array.isArray(v)"
+            " ? Array.from(v) : v), y: Array.from(t.y || [])}))",
+            chart,
+        )
+    )
+
+
+def value(text: str) -> float | None:
+    return None if text == "" else float(text)
+
+
+def test_a_backtest_deep_link_shows_the_scores_the_api_returns(page, server, tmp_path):
+    open_page(page, server, BACKTEST_LINK, state="idle", backtest="ready")
+    expected = api_answer(server, BACKTEST_BODY, "/backtest")
+    models = expected["models"]
+    assert set(models) == {"simulated", "random_walk", "drift", "gaussian_random_walk"}
+
+    coverage = {
+        t["meta"]["model"]: t
+        for t in traces_of(page, "coverage-chart")
+        if t["meta"].get("role") == "coverage"
+    }
+    assert set(coverage) == {"simulated", "gaussian_random_walk"}
+    horizons = [str(h) for h in expected["horizon_days"]]
+    for model, trace in coverage.items():
+        assert trace["type"] == "bar"
+        assert trace["y"] == [
+            models[model]["horizons"][h][f"coverage_{b}"] for b in BANDS for h in horizons
+        ]
+        assert trace["x"][0] == [f"{float(b) * 100:.0f} % band" for b in BANDS for _ in horizons]
+        assert trace["x"][1] == [f"{h} d" for _ in BANDS for h in horizons]
+    nominal = [t for t in traces_of(page, "coverage-chart") if t["meta"].get("role") == "nominal"]
+    assert [t["y"][0] for t in nominal] == [0.5, 0.8, 0.9]
+
+    reliability = traces_of(page, "reliability-chart")
+    for trace in (t for t in reliability if t["meta"].get("role") == "reliability"):
+        bins = models[trace["meta"]["model"]]["reliability"]
+        assert trace["x"] == [b["p_up"] for b in bins] and trace["y"] == [
+            b["observed"] for b in bins
+        ]
+    assert {t["meta"].get("model") for t in reliability} >= {"simulated", "gaussian_random_walk"}
+    diagonal = next(t for t in reliability if t["meta"].get("role") == "diagonal")
+    assert diagonal["x"] == diagonal["y"] and len(diagonal["x"]) == 2
+    drawn = page.execute_script(
+        "return ['coverage-chart', 'reliability-chart'].map(id =>"
+        " document.querySelectorAll(`#${id} .main-svg .point, #${id} .main-svg .trace`).length)"
+    )
+    assert all(count > 0 for count in drawn), drawn  # plotly.js drew them
+
+    rows = backtest_rows(page)
+    assert len(rows) == len(models) * len(horizons)
+    for (model, horizon), cells in rows.items():
+        scores = models[model]["horizons"][horizon]
+        for band in BANDS:
+            assert value(cells[f"coverage_{band}"]) == scores[f"coverage_{band}"]
+        for key in ("pinball_vs_baseline", "crps_vs_baseline", "brier", "direction_hit", "n"):
+            assert value(cells[key]) == scores[key], (model, horizon, key)
+    assert rows[("gaussian_random_walk", "5")]["pinball_vs_baseline"] == "1"
+
+    shown = facts(page, "backtest-facts")
+    assert shown["Backend"] == f"simulated ({expected['backend']['version']})"
+    assert shown["Calendar"] == "XNYS (the ISIN country's exchange)"
+    first, last = expected["first_origin"][:10], expected["last_origin"][:10]
+    assert shown["Origins"] == f"{expected['origins']}, {first} to {last}"
+    assert shown["Window"] == "400 bars" and shown["Samples"] == "16" and shown["Seed"] == "0"
+    assert re.fullmatch(r"[\d.]+ s on the service, \d+\.\d\d s in all", shown["Run time"])
+    assert status_text(page) == "Choose an instrument and a horizon, then press Forecast."
+    assert backtest_status(page) == (
+        f"Backtest of US67066G1040: {expected['origins']} origins, 1, 5, 20 trading days ahead."
+    )
+    assert foreign_requests(page, server) == []
+    marks = page.execute_script(
+        "return Object.fromEntries(performance.getEntriesByType('mark')"
+        ".map(m => [m.name, m.startTime]))"
+    )
+    assert marks["kronos:first-backtest-chart-drawn"] >= marks["kronos:backtest-received"] > 0
+    save_artifact(page, tmp_path, "viewer-backtest-1280x800-full.png", full_page=True)
+
+    set_viewport(page, 390, 844)  # a phone: the charts shrink, nothing scrolls sideways
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(page, WAIT_S).until(
+        lambda d: d.execute_script(
+            "return document.getElementById('coverage-chart')._fullLayout.width <= 390"
+            " && document.documentElement.scrollWidth <= 390"
+        )
+    )
+    save_artifact(page, tmp_path, "viewer-backtest-390x844-full.png", full_page=True)
+
+
+def test_a_backtest_after_a_forecast_fits_its_limits_to_the_short_history(page, server):
+    """80 bars in the data folder: the page leaves out 20 days and shortens the window so that
+    30 origins fit, where the API's defaults would be refused."""
+    open_page(
+        page,
+        server,
+        f"isin={DATA_DIR_ISIN}&horizon_days=3&seed=1&backtest=1&backtest_origins=30",
+        backtest="ready",
+    )
+    body = {"isin": DATA_DIR_ISIN, "origins": 30, "samples": 16}
+    refused = api_answer(server, {**body, "horizon_days": [1, 5, 20]}, "/backtest", status=422)
+    assert "no origin" in " ".join(refused["errors"]["candles"])
+    expected = api_answer(server, {**body, "horizon_days": [1, 5], "window": 44}, "/backtest")
+    assert expected["origins"] == 30
+    rows = backtest_rows(page)
+    assert {horizon for _, horizon in rows} == {"1", "5"}
+    simulated = expected["models"]["simulated"]["horizons"]
+    for horizon in ("1", "5"):
+        assert (
+            value(rows[("simulated", horizon)]["coverage_0.8"])
+            == simulated[horizon]["coverage_0.8"]
+        )
+    assert facts(page, "backtest-facts")["Window"] == "44 bars"
+    note = page.execute_script("return document.getElementById('backtest-plan').textContent")
+    assert "too short for 20 trading days" in note and "shortened to 44 bars" in note
+    assert foreign_requests(page, server) == []
+
+
+@pytest.mark.parametrize(
+    ("origins", "message", "asked"),
+    [
+        ("0", "greater than or equal to 1", True),  # the API's message
+        ("many", "Not a valid integer", True),
+        ("60", "at most 50 (on this page", False),  # the page's cap: nothing is sent
+    ],
+)
+def test_a_bad_backtest_origins_value_shows_the_error_next_to_the_field(
+    page, server, origins, message, asked
+):
+    open_page(page, server, BACKTEST_LINK, state="idle", backtest="ready")
+    requests(page)
+    fill(page, "f-backtest_origins", origins)
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    page.execute_script("document.body.dataset.backtestState = 'submitted'")
+    page.find_element(By.ID, "f-backtest_origins").send_keys(Keys.ENTER)
+    assert wait_for_backtest(page) == "error"
+    shown = page.execute_script(
+        "const input = document.getElementById('f-backtest_origins');"
+        "const slot = document.getElementById('e-backtest_origins');"
+        "return {error: slot.textContent, invalid: input.getAttribute('aria-invalid'),"
+        " described: input.getAttribute('aria-describedby'),"
+        " sameBox: input.closest('.field') === slot.closest('.field'),"
+        " focused: document.activeElement === input,"
+        " hidden: document.getElementById('backtest-answer').hidden}"
+    )
+    assert message.lower() in shown["error"].lower(), shown
+    assert shown["invalid"] == "true" and "e-backtest_origins" in shown["described"]
+    assert shown["sameBox"] and shown["focused"] and shown["hidden"]
+    assert any(url.endswith("/backtest") for url in requests(page)) is asked
+    assert parse_qs(urlsplit(page.current_url).query)["backtest_origins"] == [origins]
+
+
 # --- accessibility: axe-core (tests/vendor/axe-core, MPL-2.0) run in the page ----------------
 
 AXE = Path(__file__).resolve().parent / "vendor" / "axe-core" / "axe.min.js"
@@ -608,9 +842,14 @@ def test_the_vendored_axe_core_is_the_one_its_origin_names():
     assert (AXE.parent / "LICENSE").read_text().startswith("Mozilla Public License")
 
 
+BACKTEST_AND_CALIBRATED = f"{BACKTEST_LINK}&horizon_days=5&seed=7&calibrate=1"
+
+
 @pytest.mark.parametrize(
     ("name", "query", "state", "width"),
     [
+        ("backtest", BACKTEST_AND_CALIBRATED, "ready", 1280),
+        ("phone-backtest", BACKTEST_AND_CALIBRATED, "ready", 390),
         ("form", "history=csv", "idle", 1280),
         ("fx-forecast", f"symbol={FX_SYMBOL}&calendar=24/5&horizon_days=2&seed=1", "ready", 1280),
         (
@@ -624,7 +863,7 @@ def test_the_vendored_axe_core_is_the_one_its_origin_names():
 )
 def test_axe_finds_no_accessibility_violations(page, server, tmp_path, name, query, state, width):
     set_viewport(page, width, 844 if width < 600 else 800)
-    open_page(page, server, query, state=state)
+    open_page(page, server, query, state=state, backtest="ready" if "backtest=1" in query else None)
     page.execute_script("document.querySelectorAll('details').forEach(d => d.open = true)")
     violations = axe_violations(page)
     save_artifact(page, tmp_path, f"viewer-axe-{name}-{width}.png", full_page=True)
@@ -640,7 +879,7 @@ def test_the_keyboard_reaches_the_fields_in_order_and_the_skip_link_jumps_to_the
     open_page(page, server, "isin=US67066G1040&horizon_days=2&seed=1")
     page.execute_script("document.activeElement.blur()")
     stops = []
-    for _ in range(21):
+    for _ in range(26):
         ActionChains(page).send_keys(Keys.TAB).perform()
         stops.append(
             page.execute_script(
@@ -661,6 +900,7 @@ def test_the_keyboard_reaches_the_fields_in_order_and_the_skip_link_jumps_to_the
         "f-sample_count",
         "f-quantiles",
         "f-seed",
+        "f-calibrate",
         "summary:Advanced sampling and history",
         "summary:API key",
         "submit",
@@ -678,6 +918,10 @@ def test_the_keyboard_reaches_the_fields_in_order_and_the_skip_link_jumps_to_the
             )
         ),
         "table-wrap",
+        "f-backtest_horizons",
+        "f-backtest_origins",
+        "f-backtest_samples",
+        "backtest-submit",
     ], order
     assert all(outline != "none" and visible for _, outline, visible in stops), stops
     page.execute_script("document.getElementById('skip').focus()")

@@ -218,9 +218,10 @@ def summarize(frame: pd.DataFrame, *, baseline: str = "gaussian_random_walk") ->
     """Pooled scores per model and horizon (and over all horizons), JSON-ready.
 
     `pinball_vs_baseline` / `crps_vs_baseline` divide by the baseline model's mean on the same
-    rows (below 1: better). Confidence: Spearman correlation with the volatility-scaled error
-    (negative when higher confidence means smaller error) and the coverage of the most confident
-    tenth, over all horizons of the model.
+    rows (below 1: better). Over all horizons of the model: `reliability`, the reliability diagram
+    of P(up) (see `metrics.reliability`; None for a point forecast), and `confidence`, its
+    Spearman correlation with the volatility-scaled error (negative when higher confidence means
+    smaller error) and the coverage of the most confident tenth.
     """
     reference = frame[frame["model"] == baseline].groupby("horizon")[["pinball", "crps"]].mean()
     models: dict[str, dict] = {}
@@ -236,6 +237,7 @@ def summarize(frame: pd.DataFrame, *, baseline: str = "gaussian_random_walk") ->
             per_horizon[str(horizon)] = entry
         models[str(model)] = {
             "horizons": per_horizon,
+            "reliability": reliability(rows),
             "confidence": confidence_ranking(rows),
         }
     return {
@@ -267,6 +269,13 @@ def _scores(part: pd.DataFrame) -> dict:
         scores.update({f"coverage_{b:g}": None for b in BANDS})
         scores.update(brier=None, pit_histogram=None)
     return scores
+
+
+def reliability(rows: pd.DataFrame) -> list[dict[str, float]] | None:
+    """`metrics.reliability` of one model's rows; None for a point forecast (P(up) is 0 or 1)."""
+    if not bool((rows["ensemble"] > 1).all()):
+        return None
+    return metrics.reliability(rows["p_up"].to_numpy(), rows["up"].to_numpy())
 
 
 def confidence_ranking(rows: pd.DataFrame, tenth: float = 0.1) -> dict | None:

@@ -17,6 +17,9 @@ import scoringrules
 from kronos_integration.forecast import sample_quantiles
 
 PIT_BINS = 10
+RELIABILITY_BINS = 10
+"""The reliability diagram groups forecasts into tenths by P(up) (equal counts, not widths: P(up)
+crowds around 0.5, where fixed-width bins would leave a few points and many near-empty bins)."""
 
 
 def central_band(samples: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
@@ -66,6 +69,21 @@ def pit_histogram(values: np.ndarray, bins: int = PIT_BINS) -> list[float]:
 def probability_up(samples: np.ndarray, reference: float | np.ndarray = 1.0) -> np.ndarray:
     """Share of samples above `reference` (N,): the forecast's P(up)."""
     return np.asarray(np.mean(samples > np.reshape(reference, (-1, 1)), axis=1))
+
+
+def reliability(
+    p_up: np.ndarray, up: np.ndarray, bins: int = RELIABILITY_BINS
+) -> list[dict[str, float]]:
+    """The reliability diagram's points: forecasts sorted by P(up) (N,) and cut into `bins` groups
+    of equal count (fewer when N is smaller), each with its mean P(up) `p_up`, the share that went
+    up `observed` (from `up` (N,) bool) and its size `n`. Calibrated: `observed` ≈ `p_up`."""
+    if len(p_up) == 0:
+        return []
+    groups = np.array_split(np.argsort(p_up, kind="stable"), min(bins, len(p_up)))
+    return [
+        {"p_up": float(p_up[g].mean()), "observed": float(up[g].mean()), "n": len(g)}
+        for g in groups
+    ]
 
 
 def brier(samples: np.ndarray, observed: np.ndarray, reference: float = 1.0) -> np.ndarray:

@@ -25,13 +25,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from kronos_integration.evaluation.backtest import BANDS
+from kronos_integration.evaluation.backtest import BANDS, reliability
 
 BAND_TOLERANCE = 0.04
 """A band's coverage counts as on target within this many points of nominal (the issue's ±4)."""
-RELIABILITY_BINS = 10
-"""The reliability diagram groups forecasts into tenths by P(up) (equal counts, not widths: P(up)
-crowds around 0.5, where fixed-width bins would leave a few points and many near-empty bins)."""
 CALENDAR_SOURCES = {
     "request": "as asked for",
     "data_dir": "the data folder's",
@@ -381,13 +378,17 @@ def _reliability_chart(frame: pd.DataFrame) -> plt.Figure:
     figure, axis = plt.subplots(figsize=(4.8, 4.4))
     low, high = 0.5, 0.5
     for model, rows in data.groupby("model", sort=False):
-        tenth = pd.qcut(rows["p_up"].rank(method="first"), RELIABILITY_BINS, labels=False)
-        table = rows.groupby(tenth).agg(p=("p_up", "mean"), up=("up", "mean"))
+        table = pd.DataFrame(reliability(rows))
         axis.plot(
-            table["p"], table["up"], "o", label=str(model), color=colours[str(model)], alpha=0.85
+            table["p_up"],
+            table["observed"],
+            "o",
+            label=str(model),
+            color=colours[str(model)],
+            alpha=0.85,
         )
-        low = min(low, table["p"].min(), table["up"].min())
-        high = max(high, table["p"].max(), table["up"].max())
+        low = min(low, table["p_up"].min(), table["observed"].min())
+        high = max(high, table["p_up"].max(), table["observed"].max())
     span = (max(0.0, low - 0.05), min(1.0, high + 0.05))
     axis.plot(span, span, color="black", linestyle="--", linewidth=1)
     axis.set_xlim(*span)
