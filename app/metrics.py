@@ -92,7 +92,8 @@ class ServiceMetrics:
         )
         self.rejected = Counter(
             "kronos_rejected_requests_total",
-            "Requests refused or cut off: overloaded (429), queued too long (503), past the deadline (504).",
+            "Requests refused or cut off: overloaded (429), queued too long (503), "
+            "past the deadline (504).",
             ["reason"],
             registry=registry,
         )

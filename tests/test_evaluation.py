@@ -66,9 +66,9 @@ def test_reliability_bins_follow_calibrated_probabilities_and_expose_overconfide
 
 
 def test_simulator_bands_hold_on_the_vendored_series():
-    """IBM and MSFT, 200 origins each (as `benchmarks.calibration`), 64 samples, seed 0: 80 % and 90 % bands within 4 points
-    of nominal at 1, 5 and 20 sessions; pinball no worse than a Gaussian random walk; Brier
-    at most 0.255; every forecast date a real NYSE session."""
+    """IBM and MSFT, 200 origins each (as `benchmarks.calibration`), 64 samples, seed 0: 80 %
+    and 90 % bands within 4 points of nominal at 1, 5 and 20 sessions; pinball no worse than a
+    Gaussian random walk; Brier at most 0.255; every forecast date a real NYSE session."""
     models = {"simulated": _simulated(), "gaussian_random_walk": gaussian_random_walk(64)}
     frames = [
         score_frame(run_backtest(vendored(n), models, NYSE, BacktestConfig(origins=200)), series=n)
