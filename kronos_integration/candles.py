@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from kronos_integration.forecast import CANDLE_COLUMNS, PRICE_COLUMNS
+from kronos_integration.grid import MIN_BAR_INTERVAL, intraday_step
 
 MIN_HISTORY_BARS = 32
 """Fewest bars a forecast is calibrated on (Kronos and the simulator alike)."""
@@ -31,8 +32,8 @@ def validate_candles(frame: pd.DataFrame, *, min_bars: int = MIN_HISTORY_BARS) -
 
     `frame` must be indexed by timestamps. Raises ValueError naming the first problem found:
     missing columns, NaN or infinite values, values above `MAX_CANDLE_VALUE`, prices not above
-    zero, negative volume or amount, high below low, unsorted or duplicate timestamps, or fewer
-    than `min_bars` bars.
+    zero, negative volume or amount, high below low, unsorted or duplicate timestamps, bars
+    closer than `MIN_BAR_INTERVAL` (the median step within a day), or fewer than `min_bars` bars.
     """
     missing = [c for c in PRICE_COLUMNS if c not in frame.columns]
     if missing:
@@ -75,6 +76,12 @@ def validate_candles(frame: pd.DataFrame, *, min_bars: int = MIN_HISTORY_BARS) -
     if (steps < 0).any():
         position = int(np.flatnonzero(steps < 0)[0]) + 1
         raise ValueError(f"candles[{position}]: timestamps are not in increasing order")
+    step = intraday_step(index)
+    if step is not None and step < MIN_BAR_INTERVAL:
+        raise ValueError(
+            f"candles: bars are {step.total_seconds():g} s apart; the shortest bar interval "
+            f"supported is {MIN_BAR_INTERVAL.total_seconds():g} s"
+        )
     if len(out) < min_bars:
         raise ValueError(f"candles: too little history, {len(out)} bars given, {min_bars} needed")
     out.index = index.rename("timestamp")

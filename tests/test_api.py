@@ -238,6 +238,27 @@ def test_kronos_refuses_more_future_bars_than_its_context_window(settings):
     assert fits.status_code == 200, fits.get_json()
 
 
+@pytest.mark.parametrize("step", ["1ms", "1us"])
+def test_bars_closer_than_a_second_are_refused_before_any_grid_is_laid_out(client, step):
+    # A horizon of such bars is billions of future bars: it was laid out in full (a 504 at
+    # 7.8 GB for 1 ms bars, a 500 for 1 µs) before the bar limit was checked.
+    history = make_candles(60, freq=step, start="2025-03-04 14:00")
+    request = {"symbol": "X", "horizon_days": 1, "calendar": "XNYS"}
+    response = client.post("/predict", json={**request, "candles": candle_records(history)})
+    body = assert_problem(response, 422, "candles")
+    assert "shortest bar interval supported is 1 s" in body["errors"]["candles"][0]
+
+
+def test_a_horizon_of_second_bars_is_counted_before_it_is_laid_out(client):
+    history = make_candles(60, freq="1s", start="2025-03-04 14:00")
+    request = {"symbol": "X", "horizon_days": 30, "calendar": "24/7"}
+    response = client.post("/predict", json={**request, "candles": candle_records(history)})
+    body = assert_problem(response, 422, "horizon_days")
+    # The rest of Tuesday and 30 whole days of 86,400 bars, refused with the exact count.
+    assert f"{(10 * 3600 - 60) + 30 * 86400} bars" in body["detail"]
+    assert "KRONOS_MAX_PREDICTION_BARS=512" in body["detail"]
+
+
 # Errors: every one is problem+json naming the field.
 
 
