@@ -369,6 +369,20 @@ def test_bad_requests_get_problem_json_naming_the_field(client, body, status, fi
 
 
 @pytest.mark.parametrize(
+    ("column", "change", "says"),
+    [
+        ("close", lambda bar: bar["high"] + 999, "is above high"),
+        ("open", lambda bar: bar["low"] / 2, "is below low"),
+    ],
+)
+def test_open_and_close_outside_the_bar_are_refused_naming_the_candle(client, column, change, says):
+    records = _candles_with(lambda r: _set(r, 7, column, change(r[7])))
+    body = assert_problem(client.post("/predict", json={**SEED_REQUEST, "candles": records}), 422)
+    assert body["errors"]["candles"][0].startswith(f"candles[7].{column}: ")
+    assert says in body["errors"]["candles"][0]
+
+
+@pytest.mark.parametrize(
     ("data", "content_type", "status", "field"),
     [
         ("{not json", "application/json", 400, None),
