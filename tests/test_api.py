@@ -382,6 +382,35 @@ def test_open_and_close_outside_the_bar_are_refused_naming_the_candle(client, co
     assert says in body["errors"]["candles"][0]
 
 
+LOOSE_TYPES = [
+    ("calibrate", "yes"),
+    ("calibrate", "off"),
+    ("include_history", "false"),
+    ("include_path", 1),
+    ("temperature", "1.5"),
+    ("top_p", "0.9"),
+    ("quantiles", ["0.5"]),
+]
+"""Values marshmallow would coerce (to True, False, False, True, 1.5, ...): each is a 422."""
+
+
+@pytest.mark.parametrize(("field", "value"), LOOSE_TYPES)
+def test_booleans_and_numbers_are_not_coerced_from_strings(client, field, value):
+    assert_problem(client.post("/predict", json={**SEED_REQUEST, field: value}), 422, field)
+    response = client.post("/predict/batch", json={"items": [{**SEED_REQUEST, field: value}]})
+    (item,) = response.get_json()["results"]
+    assert item["status"] == 422 and field in item["error"]["errors"], item
+
+
+@pytest.mark.parametrize(("path", "horizon"), [("/predict", 1), ("/backtest", [1])])
+def test_a_candle_price_sent_as_a_string_is_refused_naming_the_candle(client, path, horizon):
+    records = _candles_with(lambda r: _set(r, 3, "close", str(r[3]["close"])))
+    request = {"symbol": "X", "horizon_days": horizon, "candles": records}
+    body = assert_problem(client.post(path, json=request), 422)
+    assert list(body["errors"]) == ["candles"]
+    assert "Not a number" in body["errors"]["candles"]["3"]["close"][0]
+
+
 @pytest.mark.parametrize(
     ("data", "content_type", "status", "field"),
     [
