@@ -461,13 +461,18 @@ def test_nan_and_infinity_are_refused(client, literal):
     _refused_non_number(response, literal)
 
 
-def test_nan_inside_candles_is_refused(client):
+def test_nan_inside_candles_is_refused_naming_where(client):
     records = candle_records(make_candles(40))
-    text = json.dumps({**SEED_REQUEST, "candles": records}).replace(
-        str(records[7]["close"]), "NaN", 1
-    )
+    records[2]["timestamp"] = "NaN"  # a string that reads NaN is no literal
+    text = json.dumps({**SEED_REQUEST, "candles": records}, indent=1)
+    close = f'"close": {records[7]["close"]!r}'
+    text = text.replace(close, '"close": NaN', 1)
+    lines = text.splitlines()
+    line = next(n for n, text_line in enumerate(lines, 1) if "NaN," in text_line)
+    column = lines[line - 1].index("NaN") + 1
     response = client.post("/predict", data=text, content_type="application/json")
     _refused_non_number(response, "NaN")
+    assert f"(at candles[7].close, line {line} column {column})" in response.get_json()["detail"]
 
 
 def test_limits_name_their_variable(client):
