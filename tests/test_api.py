@@ -277,6 +277,7 @@ BAD_REQUESTS = {
     "missing horizon": ({"isin": "US67066G1040"}, 422, "horizon_days"),
     "isin format": ({"isin": "NVDA", "horizon_days": 5}, 422, "isin"),
     "isin check digit": ({"isin": "US67066G1049", "horizon_days": 5}, 422, "isin"),
+    "isin prefix no country": ({"isin": "ZZ0000000008", "horizon_days": 5}, 422, "isin"),
     "isin not a string": ({"isin": 12, "horizon_days": 5}, 422, "isin"),
     "horizon zero": ({**SEED_REQUEST, "horizon_days": 0}, 422, "horizon_days"),
     "horizon as string": ({**SEED_REQUEST, "horizon_days": "5"}, 422, "horizon_days"),
