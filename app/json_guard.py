@@ -5,15 +5,18 @@ Python's ``json`` module silently keeps the last of duplicate keys, accepts ``Na
 ``Infinity``, raises ``RecursionError`` on a body nested a hundred thousand levels deep and a
 plain ``ValueError`` on an integer literal of more than ``sys.get_int_max_str_digits()`` (4,300)
 digits; each of those would be a 500. This before-request hook parses every JSON request body
-once with those holes closed and answers 400 problem+json naming the problem, before the schemas
-see the body. Whatever the parser raises becomes :class:`StrictJSONError`, so no body can turn
-into a 5xx here or in the access log, which reads the same parse.
+once with those holes closed and answers 400 problem+json naming the problem (for a NaN or
+Infinity, the field, line and column of the first), before the schemas see the body. Whatever
+the parser raises becomes :class:`StrictJSONError`, so no body can turn into a 5xx here or in
+the access log, which reads the same parse.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
+import uuid
 from typing import Any
 
 from flask import Response, request
@@ -24,10 +27,16 @@ from app.errors import problem
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _JSON = "application/json"
+_STRING_OR_CONSTANT = re.compile(r'"(?:[^"\\]|\\.)*"|(-?Infinity|NaN)')
+"""A JSON string (skipped whole, so a "NaN" inside one is no match) or a non-number literal."""
 
 
 class StrictJSONError(ValueError):
     """The body is JSON that the service refuses to interpret."""
+
+
+class _ConstantError(StrictJSONError):
+    """A NaN or Infinity literal; `parse_strict` says where it is."""
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -40,7 +49,40 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def _no_constants(name: str) -> Any:
-    raise StrictJSONError(f"{name} is not a JSON number")
+    raise _ConstantError(f"{name} is not a JSON number")
+
+
+def _where_constant(text: str) -> str:
+    """Where the first NaN/Infinity literal of `text` (JSON that parses up to it) is, as
+    ` (at candles[7].close, line 1 column 812)`: the field path when the body parses with the
+    literal replaced, and its line and column as json reports them; empty if none is found."""
+    found = next((m for m in _STRING_OR_CONSTANT.finditer(text) if m.group(1)), None)
+    if found is None:
+        return ""
+    start, end = found.span()
+    line = text.count("\n", 0, start) + 1
+    column = start - text.rfind("\n", 0, start)
+    where = f"line {line} column {column}"
+    marker = uuid.uuid4().hex
+    try:
+        path = _path_to(json.loads(text[:start] + json.dumps(marker) + text[end:]), marker)
+    except (ValueError, RecursionError):
+        path = None
+    return f" (at {path}, {where})" if path else f" (at {where})"
+
+
+def _path_to(document: Any, marker: str) -> str | None:
+    """The path (`candles[7].close`) of the string `marker` in `document`, or None."""
+    stack: list[tuple[Any, str]] = [(document, "")]
+    while stack:
+        value, path = stack.pop()
+        if value == marker:
+            return path or None
+        if isinstance(value, dict):
+            stack.extend((item, f"{path}.{key}" if path else key) for key, item in value.items())
+        elif isinstance(value, list):
+            stack.extend((item, f"{path}[{index}]") for index, item in enumerate(value))
+    return None
 
 
 def _bounded_int(literal: str) -> int:
@@ -60,6 +102,8 @@ def parse_strict(body: bytes) -> Any:
             parse_constant=_no_constants,
             parse_int=_bounded_int,
         )
+    except _ConstantError as error:
+        raise StrictJSONError(f"{error}{_where_constant(_text(body))}") from None
     except StrictJSONError:
         raise
     except RecursionError:
@@ -70,6 +114,10 @@ def parse_strict(body: bytes) -> Any:
         raise StrictJSONError(f"{error.msg} at line {error.lineno} column {error.colno}") from None
     except ValueError:  # anything else json can raise on some input: never a 500
         raise StrictJSONError("the body cannot be decoded as JSON") from None
+
+
+def _text(body: bytes) -> str:
+    return body.decode(json.detect_encoding(body), errors="replace")
 
 
 def request_body() -> bytes:

@@ -8,6 +8,7 @@ checked against the app's `Settings`, and each error names the limit and its var
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
@@ -80,14 +81,37 @@ class Timestamp(fields.Field):
         return stamp
 
 
+class StrictBoolean(fields.Boolean):
+    """JSON `true` or `false` only: marshmallow's Boolean also reads "yes", "off", 1, ... ."""
+
+    default_error_messages = {"invalid": "Not a boolean: use true or false."}  # noqa: RUF012
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if value is True or value is False:
+            return value
+        raise self.make_error("invalid")
+
+
+class StrictFloat(fields.Float):
+    """A JSON number only: marshmallow's Float also parses strings such as "1.5" (it refuses
+    booleans itself)."""
+
+    default_error_messages = {"invalid": "Not a number: send a JSON number, not a string."}  # noqa: RUF012
+
+    def _validated(self, value: Any) -> float:
+        if not isinstance(value, numbers.Real):
+            raise self.make_error("invalid")
+        return super()._validated(value)
+
+
 def _price(**kwargs: Any) -> fields.Float:
-    return fields.Float(
+    return StrictFloat(
         allow_nan=False, validate=validate.Range(min=0, min_inclusive=False), **kwargs
     )
 
 
 def _quantity(**kwargs: Any) -> fields.Float:
-    return fields.Float(allow_nan=False, validate=validate.Range(min=0), **kwargs)
+    return StrictFloat(allow_nan=False, validate=validate.Range(min=0), **kwargs)
 
 
 class CandleSchema(Schema):
@@ -175,20 +199,20 @@ class PredictRequestSchema(InstrumentSchema):
         validate=validate.Range(min=1),
         metadata={"description": "Sample paths (default KRONOS_SAMPLE_COUNT)."},
     )
-    temperature = fields.Float(
+    temperature = StrictFloat(
         allow_nan=False,
         validate=validate.Range(min=MIN_TEMPERATURE, max=10),
         load_default=1.0,
         metadata={"description": "Sampling temperature, 0.01 … 10."},
     )
-    top_p = fields.Float(
+    top_p = StrictFloat(
         allow_nan=False,
         validate=validate.Range(min=0, max=1, min_inclusive=False),
         load_default=0.9,
     )
     top_k = fields.Integer(strict=True, validate=validate.Range(min=0), load_default=0)
     quantiles = fields.List(
-        fields.Float(
+        StrictFloat(
             allow_nan=False,
             validate=validate.Range(min=0, max=1, min_inclusive=False, max_inclusive=False),
         ),
@@ -208,12 +232,12 @@ class PredictRequestSchema(InstrumentSchema):
         validate=validate.Range(min=MIN_HISTORY_BARS),
         metadata={"description": "History bars given to the model (default: see README)."},
     )
-    include_path = fields.Boolean(load_default=False)
-    include_history = fields.Boolean(
+    include_path = StrictBoolean(load_default=False)
+    include_history = StrictBoolean(
         load_default=False,
         metadata={"description": "Add `history`: the bars handed to the model, oldest first."},
     )
-    calibrate = fields.Boolean(
+    calibrate = StrictBoolean(
         metadata={
             "description": "Rescale the quantile bands by a conformal backtest on this history's "
             "last KRONOS_CALIBRATION_ORIGINS origins (that many extra forecasts, in one batch). "

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 from exchange_calendars.exchange_calendar import ExchangeCalendar
 
-from kronos_integration.grid import FutureGrid, infer_bar_interval
+from kronos_integration.grid import FutureGrid, TooManyBarsError, infer_bar_interval
 
 logger = logging.getLogger(__name__)
 
@@ -112,8 +112,12 @@ class TradingCalendar(Protocol):
         """`XNYS`, `24/5`, `24/7`, ... or `history` (metadata.calendar)."""
         ...
 
-    def future_sessions(self, timestamps: pd.DatetimeIndex, count: int) -> FutureSessions:
-        """The rest of the session `timestamps` ends in and the `count` sessions after it."""
+    def future_sessions(
+        self, timestamps: pd.DatetimeIndex, count: int, max_bars: int | None = None
+    ) -> FutureSessions:
+        """The rest of the session `timestamps` ends in and the `count` sessions after it.
+        Raises TooManyBarsError when they hold more than `max_bars` bars, before laying out
+        more than a bounded number of them."""
         ...
 
 
@@ -182,7 +186,11 @@ def resolve_calendar(
 
 
 def future_grid(
-    timestamps: pd.DatetimeIndex, horizon_days: int, calendar: TradingCalendar
+    timestamps: pd.DatetimeIndex,
+    horizon_days: int,
+    calendar: TradingCalendar,
+    *,
+    max_bars: int | None = None,
 ) -> FutureGrid:
     """Future bar timestamps after `timestamps` through `horizon_days` sessions of `calendar`.
 
@@ -190,7 +198,9 @@ def future_grid(
     day. Intraday bars: the rest of the last bar's session, then every bar of the next
     `horizon_days` sessions, only inside session hours (early closes and breaks respected).
     Each horizon day is reported as its session's last bar (`day_end_positions`). Raises
-    ValueError for bars longer than a day, or a grid past the year 9999.
+    TooManyBarsError when the grid would hold more than `max_bars` bars (counted from the bar
+    interval and the sessions' hours before any is laid out, so bars a millisecond apart cost
+    nothing), ValueError for bars longer than a day, or a grid past the year 9999.
     """
     if horizon_days < 1:
         raise ValueError("horizon_days must be at least 1")
@@ -202,7 +212,7 @@ def future_grid(
     if timestamps[-1].year >= datetime.MAXYEAR - 1:
         raise too_late
     try:
-        future = calendar.future_sessions(timestamps, horizon_days)
+        future = calendar.future_sessions(timestamps, horizon_days, max_bars)
     except (OverflowError, pd.errors.OutOfBoundsDatetime):
         raise too_late from None
     stamps = list(future.rest)
@@ -249,10 +259,13 @@ class ExchangeTradingCalendar:
             raise ValueError(f"calendar {self._name}: fewer than {count} sessions after {day}")
         return pd.DatetimeIndex(labels)
 
-    def future_sessions(self, timestamps: pd.DatetimeIndex, count: int) -> FutureSessions:
+    def future_sessions(
+        self, timestamps: pd.DatetimeIndex, count: int, max_bars: int | None = None
+    ) -> FutureSessions:
         last = timestamps[-1]
         interval = infer_bar_interval(timestamps)
         if interval >= pd.Timedelta(days=1):
+            _check_bar_count(count, max_bars)
             return _daily_sessions(last, self.sessions_after(last.tz_localize(None), count))
         recent = timestamps[-ZONE_PROBE_BARS:]
         start = recent[0].tz_localize(None).normalize() - pd.Timedelta(days=3)
@@ -260,10 +273,12 @@ class ExchangeTradingCalendar:
         schedule = self.schedule(start, end)
         utc, zone = self._as_utc(recent, schedule)
         fit = _SessionFit.measure(utc, schedule, interval)
-        bars = [fit.bars(row) for row in schedule.itertuples()]
-        rest, sessions = _split_after(bars, utc[-1], count, self._name)
+        spans = [fit.span(row) for row in schedule.itertuples()]
+        rest, sessions = _split_after(spans, utc[-1], count, self._name)
+        _check_bar_count(rest.count + sum(s.count for s in sessions), max_bars)
         return FutureSessions(
-            _like(rest, timestamps, zone), tuple(_like(s, timestamps, zone) for s in sessions)
+            _like(rest.bars(), timestamps, zone),
+            tuple(_like(s.bars(), timestamps, zone) for s in sessions),
         )
 
     def _as_utc(
@@ -320,19 +335,62 @@ class _SessionFit:
         values, counts = np.unique(offsets, return_counts=True)
         return cls(interval, pd.Timedelta(values[np.argmax(counts)]), end_labelled)
 
-    def bars(self, session: tuple) -> pd.DatetimeIndex:
-        """Bar timestamps (UTC) of one schedule row, inside its hours and outside its break."""
+    def span(self, session: tuple) -> _SessionSpan:
+        """The bars of one schedule row, inside its hours and outside its break, as step numbers
+        from `open + phase` (none laid out yet)."""
         _, open_, break_start, break_end, close = session
-        stamps = pd.date_range(open_ + self.phase, close, freq=self.interval)
+        first = open_ + self.phase
+        k0, k1 = self._steps_within(first, open_, close)
+        ranges = [(k0, k1)]
+        if not pd.isna(break_start):
+            b0, b1 = self._steps_within(first, break_start, break_end)
+            ranges = [(k0, min(k1, b0 - 1)), (max(k0, b1 + 1), k1)]
+        kept = tuple((lo, hi) for lo, hi in ranges if lo <= hi)
+        return _SessionSpan(first, self.interval, kept)
+
+    def _steps_within(
+        self, first: pd.Timestamp, start: pd.Timestamp, end: pd.Timestamp
+    ) -> tuple[int, int]:
+        """The first and last k >= 0 with `first + k * interval` in (start, end] for end-labelled
+        bars, in [start, end) otherwise (integer nanoseconds: exact, nothing allocated)."""
+        step = self.interval.value
+        low, high = start.value - first.value, end.value - first.value
         if self.end_labelled:
-            keep = (stamps > open_) & (stamps <= close)
-            if not pd.isna(break_start):
-                keep &= ~((stamps > break_start) & (stamps <= break_end))
-        else:
-            keep = (stamps >= open_) & (stamps < close)
-            if not pd.isna(break_start):
-                keep &= ~((stamps >= break_start) & (stamps < break_end))
-        return stamps[keep]
+            return max(low // step + 1, 0), high // step
+        return max(-(-low // step), 0), -(-high // step) - 1
+
+
+@dataclass(frozen=True)
+class _SessionSpan:
+    """One session's bars, `first + k * step` (UTC) for k in each inclusive range, in order."""
+
+    first: pd.Timestamp
+    step: pd.Timedelta
+    ranges: tuple[tuple[int, int], ...]
+
+    @property
+    def count(self) -> int:
+        return sum(hi - lo + 1 for lo, hi in self.ranges)
+
+    @property
+    def start(self) -> pd.Timestamp:
+        return self.first + self.ranges[0][0] * self.step
+
+    @property
+    def end(self) -> pd.Timestamp:
+        return self.first + self.ranges[-1][1] * self.step
+
+    def after(self, instant: pd.Timestamp) -> _SessionSpan:
+        """The bars after `instant`."""
+        k = (instant.value - self.first.value) // self.step.value + 1
+        kept = tuple((max(lo, k), hi) for lo, hi in self.ranges if hi >= k)
+        return _SessionSpan(self.first, self.step, kept)
+
+    def bars(self) -> pd.DatetimeIndex:
+        """The timestamps, laid out (`count` of them)."""
+        steps = [np.arange(lo, hi + 1, dtype="int64") for lo, hi in self.ranges]
+        offsets = np.concatenate(steps) if steps else np.arange(0, dtype="int64")
+        return pd.DatetimeIndex(self.first + pd.to_timedelta(offsets * self.step.value, unit="ns"))
 
 
 class HistoryCalendar:
@@ -382,9 +440,14 @@ class HistoryCalendar:
         day_start = first - pd.Timedelta(days=first.days)
         return cls(frozenset(range(7)), tuple(slots), day_start)
 
-    def future_sessions(self, timestamps: pd.DatetimeIndex, count: int) -> FutureSessions:
+    def future_sessions(
+        self, timestamps: pd.DatetimeIndex, count: int, max_bars: int | None = None
+    ) -> FutureSessions:
+        """See `TradingCalendar`; a session holds at most one bar per slot, so the bars are laid
+        out (a bounded number: slots × `count`) before they are counted."""
         last = timestamps[-1]
         if not self.slots:
+            _check_bar_count(count, max_bars)
             labels: list[pd.Timestamp] = []
             day = last.tz_localize(None).normalize()
             while len(labels) < count:
@@ -404,6 +467,7 @@ class HistoryCalendar:
             bars = self._bars(window)
             if len(bars):
                 sessions.append(bars)
+        _check_bar_count(len(rest) + sum(len(s) for s in sessions), max_bars)
         if timestamps.tz is not None:
             zone = timestamps.tz
             rest = rest.tz_localize(zone, nonexistent="shift_forward", ambiguous=True)
@@ -465,17 +529,22 @@ def _daily_sessions(last: pd.Timestamp, labels: pd.DatetimeIndex) -> FutureSessi
     return FutureSessions(pd.DatetimeIndex([], tz=last.tz), tuple(stamps))
 
 
+def _check_bar_count(bars: int, max_bars: int | None) -> None:
+    if max_bars is not None and bars > max_bars:
+        raise TooManyBarsError(bars, max_bars)
+
+
 def _split_after(
-    bars: list[pd.DatetimeIndex], last: pd.Timestamp, count: int, name: str
-) -> tuple[pd.DatetimeIndex, list[pd.DatetimeIndex]]:
+    spans: list[_SessionSpan], last: pd.Timestamp, count: int, name: str
+) -> tuple[_SessionSpan, list[_SessionSpan]]:
     """The bars after `last` in its own session, then the next `count` sessions with bars."""
-    rest = pd.DatetimeIndex([], tz="UTC")
-    sessions: list[pd.DatetimeIndex] = []
-    for session in bars:
-        if not len(session) or session[-1] <= last:
+    rest = _SessionSpan(last, pd.Timedelta(1), ())
+    sessions: list[_SessionSpan] = []
+    for session in spans:
+        if not session.count or session.end <= last:
             continue
-        if session[0] <= last:
-            rest = session[session > last]
+        if session.start <= last:
+            rest = session.after(last)
             continue
         sessions.append(session)
         if len(sessions) == count:

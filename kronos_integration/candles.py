@@ -16,12 +16,17 @@ import numpy as np
 import pandas as pd
 
 from kronos_integration.forecast import CANDLE_COLUMNS, PRICE_COLUMNS
+from kronos_integration.grid import MIN_BAR_INTERVAL, intraday_step
 
 MIN_HISTORY_BARS = 32
 """Fewest bars a forecast is calibrated on (Kronos and the simulator alike)."""
 
 MAX_CANDLE_VALUE = 1e15
 """Largest price, volume or amount accepted: beyond it float32 statistics of a series overflow."""
+
+OHLC_TOLERANCE = 1e-6
+"""Relative slack for open and close outside [low, high]: float32 rounding of a consistent bar, not
+a tick (prices written as float32 differ by up to 6e-8 of their value)."""
 
 TIMESTAMP_COLUMNS: tuple[str, ...] = ("timestamp", "timestamps")
 
@@ -31,8 +36,9 @@ def validate_candles(frame: pd.DataFrame, *, min_bars: int = MIN_HISTORY_BARS) -
 
     `frame` must be indexed by timestamps. Raises ValueError naming the first problem found:
     missing columns, NaN or infinite values, values above `MAX_CANDLE_VALUE`, prices not above
-    zero, negative volume or amount, high below low, unsorted or duplicate timestamps, or fewer
-    than `min_bars` bars.
+    zero, negative volume or amount, high below low, open or close outside [low, high] (beyond
+    `OHLC_TOLERANCE`), unsorted or duplicate timestamps, bars
+    closer than `MIN_BAR_INTERVAL` (the median step within a day), or fewer than `min_bars` bars.
     """
     missing = [c for c in PRICE_COLUMNS if c not in frame.columns]
     if missing:
@@ -63,9 +69,19 @@ def validate_candles(frame: pd.DataFrame, *, min_bars: int = MIN_HISTORY_BARS) -
     if bad_rows.size:
         column = CANDLE_COLUMNS[price_count + bad_cols[0]]
         raise ValueError(f"candles[{bad_rows[0]}].{column}: negative value")
-    inverted = np.flatnonzero(out["high"].to_numpy() < out["low"].to_numpy())
+    high, low = out["high"].to_numpy(), out["low"].to_numpy()
+    inverted = np.flatnonzero(high < low)
     if inverted.size:
         raise ValueError(f"candles[{inverted[0]}]: high is below low")
+    ends = out[["open", "close"]].to_numpy()
+    outside_rows, outside_cols = np.nonzero(
+        (ends > high[:, None] * (1 + OHLC_TOLERANCE)) | (ends < low[:, None] * (1 - OHLC_TOLERANCE))
+    )
+    if outside_rows.size:
+        row, column = outside_rows[0], ("open", "close")[outside_cols[0]]
+        value = ends[row, outside_cols[0]]
+        side = f"above high {high[row]:g}" if value > high[row] else f"below low {low[row]:g}"
+        raise ValueError(f"candles[{row}].{column}: {value:g} is {side}")
     index = pd.DatetimeIndex(out.index)
     if index.hasnans:
         raise ValueError("candles: a timestamp is missing")
@@ -75,6 +91,12 @@ def validate_candles(frame: pd.DataFrame, *, min_bars: int = MIN_HISTORY_BARS) -
     if (steps < 0).any():
         position = int(np.flatnonzero(steps < 0)[0]) + 1
         raise ValueError(f"candles[{position}]: timestamps are not in increasing order")
+    step = intraday_step(index)
+    if step is not None and step < MIN_BAR_INTERVAL:
+        raise ValueError(
+            f"candles: bars are {step.total_seconds():g} s apart; the shortest bar interval "
+            f"supported is {MIN_BAR_INTERVAL.total_seconds():g} s"
+        )
     if len(out) < min_bars:
         raise ValueError(f"candles: too little history, {len(out)} bars given, {min_bars} needed")
     out.index = index.rename("timestamp")

@@ -199,6 +199,7 @@ def build_parser(defaults: Defaults) -> argparse.ArgumentParser:
 
 def run_predict(args: argparse.Namespace, defaults: Defaults) -> None:
     _check_folders(("--plot", args.plot))
+    _check_samples("--sample-count", args.sample_count, defaults)
     history = _read_history(args.file)
     instrument = args.instrument or args.file.stem
     request = ForecastRequest(
@@ -242,6 +243,7 @@ def run_predict(args: argparse.Namespace, defaults: Defaults) -> None:
 
 def run_backtest(args: argparse.Namespace, defaults: Defaults) -> None:
     _check_folders(("--json", args.json), ("--report", args.report))
+    _check_samples("--samples", args.samples, defaults)
     history = _read_history(args.file)
     instrument = args.instrument or args.file.stem
     isin = instrument if _is_isin(instrument) else None
@@ -497,22 +499,41 @@ def _is_isin(text: str) -> bool:
     return True
 
 
+def _check_samples(option: str, samples: int | None, defaults: Defaults) -> None:
+    """Sample paths within KRONOS_MAX_SAMPLE_COUNT, as the service allows (scoring takes memory
+    quadratic in them: CRPS compares every pair of paths)."""
+    limit = defaults.forecast.max_sample_count
+    if samples is not None and samples > limit:
+        raise UsageError(f"{option}: at most {limit} (KRONOS_MAX_SAMPLE_COUNT={limit})")
+
+
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
     return value
 
 
 def _positive_float(text: str) -> float:
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
     if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
     return value
 
 
 def _horizon_list(text: str) -> tuple[int, ...]:
-    values = tuple(_positive_int(part) for part in text.split(","))
+    try:
+        values = tuple(_positive_int(part) for part in text.split(","))
+    except argparse.ArgumentTypeError as error:
+        raise argparse.ArgumentTypeError(
+            f"{error} in {text!r}: give trading days separated by commas, such as 1,5,20"
+        ) from None
     if len(set(values)) != len(values):
         raise argparse.ArgumentTypeError(f"{text}: a horizon appears more than once")
     return tuple(sorted(values))

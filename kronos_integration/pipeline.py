@@ -39,7 +39,7 @@ from kronos_integration.conformal import (
 from kronos_integration.errors import DeadlineExceededError, InvalidRequestError
 from kronos_integration.evaluation.forecasters import from_backend
 from kronos_integration.forecast import Forecast, check_quantile_levels
-from kronos_integration.grid import FutureGrid
+from kronos_integration.grid import FutureGrid, TooManyBarsError
 from kronos_integration.history import History, synthetic_history
 from kronos_integration.request import ForecastRequest, Sampling
 from kronos_integration.summary import bar_path, daily_predictions, history_bars
@@ -143,9 +143,8 @@ def run_forecast(
     started = time.perf_counter()
     info = backend.info
     calendar = _calendar(request, history)
-    grid = _future_grid(history, request.horizon_days, calendar)
+    grid = _future_grid(history, request.horizon_days, calendar, _bar_limit(info, settings))
     pred_len = len(grid.timestamps)
-    _check_bar_limit(request.horizon_days, pred_len, info, settings)
     lookback = _lookback(request.lookback, pred_len, len(history.candles), info, settings)
     sampling = Sampling(
         sample_count=request.sample_count or settings.default_sample_count,
@@ -247,28 +246,32 @@ def _calendar(request: ForecastRequest, history: History) -> tuple[TradingCalend
 
 
 def _future_grid(
-    history: History, horizon_days: int, calendar: tuple[TradingCalendar, str]
+    history: History,
+    horizon_days: int,
+    calendar: tuple[TradingCalendar, str],
+    limit: tuple[int, str],
 ) -> FutureGrid:
+    """The grid, refused (field `horizon_days`) past `limit` bars before it is laid out."""
+    max_bars, variable = limit
     try:
-        return future_grid(history.timestamps, horizon_days, calendar[0])
+        return future_grid(history.timestamps, horizon_days, calendar[0], max_bars=max_bars)
+    except TooManyBarsError as error:
+        raise InvalidRequestError(
+            "horizon_days",
+            f"{horizon_days} trading days of these bars is {error.bars} bars; at most {max_bars} "
+            f"are allowed ({variable}={max_bars})",
+        ) from None
     except ValueError as error:
         raise InvalidRequestError("candles", str(error)) from None
 
 
-def _check_bar_limit(
-    horizon_days: int, pred_len: int, info: BackendInfo, settings: ForecastSettings
-) -> None:
-    """Refuse more future bars than allowed: `KRONOS_MAX_PREDICTION_BARS`, or the backend's own
-    limit (Kronos cannot generate more bars than its context window holds)."""
+def _bar_limit(info: BackendInfo, settings: ForecastSettings) -> tuple[int, str]:
+    """The most future bars allowed and the variable that sets it: `KRONOS_MAX_PREDICTION_BARS`,
+    or the backend's own limit (Kronos cannot generate more bars than its context window holds)."""
     limit, variable = settings.max_prediction_bars, "KRONOS_MAX_PREDICTION_BARS"
     if info.max_bars is not None and info.max_bars < limit:
         limit, variable = info.max_bars, "KRONOS_MAX_CONTEXT"
-    if pred_len > limit:
-        raise InvalidRequestError(
-            "horizon_days",
-            f"{horizon_days} trading days of these bars is {pred_len} bars; at most {limit} are "
-            f"allowed ({variable}={limit})",
-        )
+    return limit, variable
 
 
 def _lookback(

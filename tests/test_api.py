@@ -238,6 +238,27 @@ def test_kronos_refuses_more_future_bars_than_its_context_window(settings):
     assert fits.status_code == 200, fits.get_json()
 
 
+@pytest.mark.parametrize("step", ["1ms", "1us"])
+def test_bars_closer_than_a_second_are_refused_before_any_grid_is_laid_out(client, step):
+    # A horizon of such bars is billions of future bars: it was laid out in full (a 504 at
+    # 7.8 GB for 1 ms bars, a 500 for 1 µs) before the bar limit was checked.
+    history = make_candles(60, freq=step, start="2025-03-04 14:00")
+    request = {"symbol": "X", "horizon_days": 1, "calendar": "XNYS"}
+    response = client.post("/predict", json={**request, "candles": candle_records(history)})
+    body = assert_problem(response, 422, "candles")
+    assert "shortest bar interval supported is 1 s" in body["errors"]["candles"][0]
+
+
+def test_a_horizon_of_second_bars_is_counted_before_it_is_laid_out(client):
+    history = make_candles(60, freq="1s", start="2025-03-04 14:00")
+    request = {"symbol": "X", "horizon_days": 30, "calendar": "24/7"}
+    response = client.post("/predict", json={**request, "candles": candle_records(history)})
+    body = assert_problem(response, 422, "horizon_days")
+    # The rest of Tuesday and 30 whole days of 86,400 bars, refused with the exact count.
+    assert f"{(10 * 3600 - 60) + 30 * 86400} bars" in body["detail"]
+    assert "KRONOS_MAX_PREDICTION_BARS=512" in body["detail"]
+
+
 # Errors: every one is problem+json naming the field.
 
 
@@ -256,6 +277,7 @@ BAD_REQUESTS = {
     "missing horizon": ({"isin": "US67066G1040"}, 422, "horizon_days"),
     "isin format": ({"isin": "NVDA", "horizon_days": 5}, 422, "isin"),
     "isin check digit": ({"isin": "US67066G1049", "horizon_days": 5}, 422, "isin"),
+    "isin prefix no country": ({"isin": "ZZ0000000008", "horizon_days": 5}, 422, "isin"),
     "isin not a string": ({"isin": 12, "horizon_days": 5}, 422, "isin"),
     "horizon zero": ({**SEED_REQUEST, "horizon_days": 0}, 422, "horizon_days"),
     "horizon as string": ({**SEED_REQUEST, "horizon_days": "5"}, 422, "horizon_days"),
@@ -348,6 +370,49 @@ def test_bad_requests_get_problem_json_naming_the_field(client, body, status, fi
 
 
 @pytest.mark.parametrize(
+    ("column", "change", "says"),
+    [
+        ("close", lambda bar: bar["high"] + 999, "is above high"),
+        ("open", lambda bar: bar["low"] / 2, "is below low"),
+    ],
+)
+def test_open_and_close_outside_the_bar_are_refused_naming_the_candle(client, column, change, says):
+    records = _candles_with(lambda r: _set(r, 7, column, change(r[7])))
+    body = assert_problem(client.post("/predict", json={**SEED_REQUEST, "candles": records}), 422)
+    assert body["errors"]["candles"][0].startswith(f"candles[7].{column}: ")
+    assert says in body["errors"]["candles"][0]
+
+
+LOOSE_TYPES = [
+    ("calibrate", "yes"),
+    ("calibrate", "off"),
+    ("include_history", "false"),
+    ("include_path", 1),
+    ("temperature", "1.5"),
+    ("top_p", "0.9"),
+    ("quantiles", ["0.5"]),
+]
+"""Values marshmallow would coerce (to True, False, False, True, 1.5, ...): each is a 422."""
+
+
+@pytest.mark.parametrize(("field", "value"), LOOSE_TYPES)
+def test_booleans_and_numbers_are_not_coerced_from_strings(client, field, value):
+    assert_problem(client.post("/predict", json={**SEED_REQUEST, field: value}), 422, field)
+    response = client.post("/predict/batch", json={"items": [{**SEED_REQUEST, field: value}]})
+    (item,) = response.get_json()["results"]
+    assert item["status"] == 422 and field in item["error"]["errors"], item
+
+
+@pytest.mark.parametrize(("path", "horizon"), [("/predict", 1), ("/backtest", [1])])
+def test_a_candle_price_sent_as_a_string_is_refused_naming_the_candle(client, path, horizon):
+    records = _candles_with(lambda r: _set(r, 3, "close", str(r[3]["close"])))
+    request = {"symbol": "X", "horizon_days": horizon, "candles": records}
+    body = assert_problem(client.post(path, json=request), 422)
+    assert list(body["errors"]) == ["candles"]
+    assert "Not a number" in body["errors"]["candles"]["3"]["close"][0]
+
+
+@pytest.mark.parametrize(
     ("data", "content_type", "status", "field"),
     [
         ("{not json", "application/json", 400, None),
@@ -397,13 +462,18 @@ def test_nan_and_infinity_are_refused(client, literal):
     _refused_non_number(response, literal)
 
 
-def test_nan_inside_candles_is_refused(client):
+def test_nan_inside_candles_is_refused_naming_where(client):
     records = candle_records(make_candles(40))
-    text = json.dumps({**SEED_REQUEST, "candles": records}).replace(
-        str(records[7]["close"]), "NaN", 1
-    )
+    records[2]["timestamp"] = "NaN"  # a string that reads NaN is no literal
+    text = json.dumps({**SEED_REQUEST, "candles": records}, indent=1)
+    close = f'"close": {records[7]["close"]!r}'
+    text = text.replace(close, '"close": NaN', 1)
+    lines = text.splitlines()
+    line = next(n for n, text_line in enumerate(lines, 1) if "NaN," in text_line)
+    column = lines[line - 1].index("NaN") + 1
     response = client.post("/predict", data=text, content_type="application/json")
     _refused_non_number(response, "NaN")
+    assert f"(at candles[7].close, line {line} column {column})" in response.get_json()["detail"]
 
 
 def test_limits_name_their_variable(client):

@@ -174,6 +174,13 @@ def test_bad_input_exits_2_naming_it(capsys: pytest.CaptureFixture[str], tmp_pat
         main(["backtest", str(IBM), "--horizon-days", "1,1"])
     assert caught.value.code == 2
     assert "more than once" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as caught:
+        main(["backtest", str(IBM), "--horizon-days", "1,abc"])
+    assert caught.value.code == 2
+    err = capsys.readouterr().err
+    assert "'abc' is not a positive integer in '1,abc'" in err and "_horizon_list" not in err
+    status, _, err = backtest(capsys, IBM, "--mode", "simulated", "--samples", "100000")
+    assert status == 2 and "--samples: at most 64 (KRONOS_MAX_SAMPLE_COUNT=64)" in err
 
 
 def test_the_text_table_has_a_row_per_model_and_horizon() -> None:

@@ -80,6 +80,23 @@ def test_an_instrument_missing_from_the_data_folder_is_a_404(tmp_path: Path) -> 
     assert_problem(client.post("/backtest", json={"horizon_days": [1]}), 422, "isin")
 
 
+def test_a_history_too_short_is_filed_under_what_the_client_can_change(tmp_path: Path) -> None:
+    client = loaded_app(make_settings(mode="simulated", data_dir=tmp_path)).test_client()
+    vendored("IBM").iloc[-150:].to_csv(tmp_path / "IBM.csv")
+    request = {"symbol": "IBM", "horizon_days": [1], "origins": 2, "samples": 2}
+    body = assert_problem(client.post("/backtest", json=request), 422, "symbol")
+    assert "no origin" in body["errors"]["symbol"][0] and "candles" not in body["errors"]
+    body = assert_problem(client.post("/backtest", json={**request, "window": 200}), 422)
+    assert list(body["errors"]) == ["window"] and "no origin" in body["errors"]["window"][0]
+    vendored("IBM").iloc[-20:].to_csv(tmp_path / "IBM.csv")  # fewer bars than any forecast needs
+    body = assert_problem(client.post("/backtest", json=request), 422)
+    assert (
+        list(body["errors"]) == ["symbol"] and "too little history" in body["errors"]["symbol"][0]
+    )
+    with_candles = {**request, "candles": IBM[:150], "window": 200}
+    assert_problem(client.post("/backtest", json=with_candles), 422, "window")
+
+
 def test_the_openapi_document_lists_backtest(client: FlaskClient) -> None:
     spec = client.get("/openapi.json").get_json()
     operation = spec["paths"]["/backtest"]["post"]

@@ -14,6 +14,7 @@ from kronos_integration.calendars import (
     future_grid,
     resolve_calendar,
 )
+from kronos_integration.grid import TooManyBarsError
 
 NEW_YORK = "America/New_York"
 
@@ -181,3 +182,44 @@ def test_unknown_calendar_is_a_value_error_naming_the_choices():
         resolve_calendar("XXXX")
     with pytest.raises(ValueError, match="calendar"):
         resolve_calendar()
+
+
+@pytest.mark.parametrize("name", ["XNYS", "XTKS", "24/5", "24/7"])
+@pytest.mark.parametrize("step", ["1ms", "1us"])
+def test_a_grid_of_tiny_bars_is_counted_and_refused_before_it_is_laid_out(name, step):
+    history = pd.date_range("2025-03-04 14:00", periods=60, freq=step)  # a Tuesday
+    with pytest.raises(TooManyBarsError) as refused:
+        future_grid(history, 1, exchange_calendar(name), max_bars=512)
+    assert refused.value.bars > 10**6 and refused.value.limit == 512
+
+
+def test_the_bar_count_is_exact():
+    history = pd.date_range("2025-03-04 14:00", periods=60, freq="1ms")
+    with pytest.raises(TooManyBarsError) as refused:
+        future_grid(history, 1, exchange_calendar("XNYS"), max_bars=512)
+    # After 14:00:00.059 up to the 16:00 close, then the whole of Wednesday's 6.5 hours.
+    assert refused.value.bars == (2 * 3600 * 1000 - 60) + int(6.5 * 3600 * 1000)
+
+
+@pytest.mark.parametrize(
+    ("history", "name"),
+    [
+        (_session_bars("2025-11-17", "2025-11-26 23:59", "10:00", "16:00", freq="30min"), "XNYS"),
+        (_session_bars("2025-11-17", "2025-11-21 14:00", "09:00", "15:00", freq="30min"), "XTKS"),
+        (_session_bars("2025-03-03", "2025-03-05 12:00", "09:35", "16:00", freq="5min"), "XNYS"),
+        (pd.date_range("2025-03-03", periods=100, freq="h"), "24/5"),
+        (pd.date_range("2025-03-03", periods=100, freq="h"), "24/7"),
+        (pd.bdate_range("2025-06-02", periods=40), "XNYS"),
+        (pd.date_range("2025-03-04 10:00", periods=60, freq="min"), "history"),
+        (pd.bdate_range("2025-06-02", periods=40), "history"),
+    ],
+    ids=["early-close", "lunch-break", "end-labelled", "fx", "24-7", "daily", "slots", "weekdays"],
+)
+def test_the_limit_takes_the_grid_that_fits_and_refuses_one_bar_more(history, name):
+    calendar = resolve_calendar(name, timestamps=history).calendar
+    grid = future_grid(history, 3, calendar)
+    bars = len(grid.timestamps)
+    assert future_grid(history, 3, calendar, max_bars=bars).timestamps.equals(grid.timestamps)
+    with pytest.raises(TooManyBarsError) as refused:
+        future_grid(history, 3, calendar, max_bars=bars - 1)
+    assert refused.value.bars == bars

@@ -4,8 +4,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kronos_integration.candles import MIN_HISTORY_BARS, candles_from_records, validate_candles
+from benchmarks.real_series import VENDORED_DIR
+from kronos_integration.candles import (
+    MIN_HISTORY_BARS,
+    candles_from_records,
+    read_candles_file,
+    validate_candles,
+)
 from tests.candles import candle_records, make_candles
+from tests.checkpoints import GOLDEN
 
 
 def test_valid_candles_pass_and_keep_their_values():
@@ -45,6 +52,15 @@ def _set(frame, row, column, value):
         (_broken(lambda f: _set(f, 2, "high", 1e300)), r"candles\[2\]\.high: above 1e\+15"),
         (_broken(lambda f: _set(f, 6, "amount", -2.0)), r"candles\[6\]\.amount: negative value"),
         (_broken(lambda f: _set(f, 9, "high", 0.5)), r"candles\[9\]: high is below low"),
+        (
+            _broken(lambda f: _set(f, 4, "close", f["high"].iloc[4] + 999)),
+            r"candles\[4\]\.close: \S+ is above high",
+        ),
+        (_broken(lambda f: _set(f, 6, "open", 1e-3)), r"candles\[6\]\.open: 0\.001 is below low"),
+        (
+            _broken(lambda f: _set(_set(f, 8, "open", 1e-3), 5, "close", 1e-3)),
+            r"candles\[5\]\.close: .* below low",
+        ),
         (_broken(lambda f: f.drop(columns=["close", "open"])), "missing column.*open, close"),
         (_broken(lambda f: f.iloc[[0, 2, 1, *range(3, 40)]]), r"candles\[2\].*increasing order"),
         (_broken(lambda f: f.iloc[[0, 1, 1, *range(2, 40)]]), r"candles\[2\]: duplicate timestamp"),
@@ -85,3 +101,13 @@ def test_changing_utc_offsets_keep_their_wall_clock_and_mixed_naive_times_are_re
     records[3]["timestamp"] = records[3]["timestamp"][:-6]
     with pytest.raises(ValueError, match="mix UTC offsets"):
         candles_from_records(records)
+
+
+def test_real_series_keep_open_and_close_inside_the_bar_and_float32_rounding_is_no_error():
+    for path in [*sorted(VENDORED_DIR.glob("*.csv")), GOLDEN / "candles.csv"]:
+        validate_candles(read_candles_file(path))  # raises on any bar outside [low, high]
+    frame = make_candles(40)
+    frame["close"] = frame["high"].astype("float32").astype("float64")  # may round above high
+    frame["open"] = frame["low"].astype("float32").astype("float64")  # may round below low
+    assert ((frame["close"] > frame["high"]) | (frame["open"] < frame["low"])).any()
+    validate_candles(frame)

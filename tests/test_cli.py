@@ -254,7 +254,10 @@ def test_bad_predict_options_are_usage_errors(capsys: pytest.CaptureFixture[str]
     plot = ["--plot", "/nonexistent-folder/forecast.png"]
     status, out, err = run_cli(capsys, *PREDICT, *LOCAL, *plot)
     assert status == 2 and "/nonexistent-folder does not exist" in err and out == ""
-    for option in (["--clip", "-1"], ["--mode", "fast"], ["--horizon-days", "0"]):
+    status, out, err = run_cli(capsys, *PREDICT, *LOCAL, "--sample-count", "100000")
+    assert status == 2 and "--sample-count: at most 64 (KRONOS_MAX_SAMPLE_COUNT=64)" in err
+    options = (["--clip", "-1"], ["--clip", "x"], ["--mode", "fast"], ["--horizon-days", "0"])
+    for option in options:
         with pytest.raises(SystemExit) as caught:
             main([*PREDICT, *LOCAL, *option])
         assert caught.value.code == 2
