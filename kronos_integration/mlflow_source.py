@@ -8,6 +8,7 @@ MLflow's own variables (`MLFLOW_TRACKING_URI`, `MLFLOW_REGISTRY_URI`, credential
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+STORE_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 _MODEL_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))")
 
 
@@ -32,8 +34,8 @@ def fetch_registered_checkpoint(uri: str) -> tuple[Path, str]:
     if match is None:
         raise ValueError(f"{uri!r} is not models:/NAME/VERSION or models:/NAME@ALIAS")
     name, version, alias = match.group("name", "version", "alias")
-    client = MlflowClient()
     try:
+        client = MlflowClient()  # raises already for a store it cannot use
         found = (
             client.get_model_version_by_alias(name, alias)
             if alias
@@ -41,5 +43,16 @@ def fetch_registered_checkpoint(uri: str) -> tuple[Path, str]:
         )
         folder = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{found.version}")
     except (MlflowException, OSError) as error:
-        raise RegisteredModelError(str(error)) from error
+        raise RegisteredModelError(f"{error}{_unset_store_hint()}") from error
     return Path(folder), str(found.run_id)
+
+
+def _unset_store_hint() -> str:
+    """Why MLflow looked where it did, when no store was configured: its default is a sqlite
+    database in the working folder, which mlflow-skinny cannot open."""
+    if any(os.environ.get(name) for name in STORE_VARIABLES):
+        return ""
+    return (
+        f" ({' and '.join(STORE_VARIABLES)} are unset, so MLflow fell back to its default sqlite"
+        " store, which mlflow-skinny cannot use: set them to the registry's tracking server)"
+    )
