@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, TypeVar
 
@@ -31,7 +31,7 @@ from huggingface_hub.errors import (
 from huggingface_hub.utils import validate_repo_id
 
 from kronos_integration.model import Kronos, KronosTokenizer
-from kronos_integration.redact import mask_secrets
+from kronos_integration.redact import mask_secrets, strip_userinfo
 
 logger = logging.getLogger(__name__)
 
@@ -91,11 +91,17 @@ class ModelLoadError(RuntimeError):
 
 @dataclass(frozen=True)
 class HubEnvironment:
-    """The hub settings in the environment now (huggingface_hub reads them once, at import)."""
+    """The hub settings in the environment now (huggingface_hub reads them once, at import).
+
+    `endpoint` is the hub's URL as it may be logged or shown, without credentials;
+    `request_endpoint` is `HF_ENDPOINT` as given (a `user:password@` in it is sent as basic
+    auth) and goes to huggingface_hub only.
+    """
 
     cache_dir: Path
     endpoint: str
     offline: bool
+    request_endpoint: str = field(repr=False)
 
     @classmethod
     def from_env(cls) -> HubEnvironment:
@@ -105,9 +111,14 @@ class HubEnvironment:
             cache_dir = Path(os.environ["HF_HOME"]).expanduser() / "hub"
         else:
             cache_dir = Path(constants.HF_HUB_CACHE)
-        endpoint = os.environ.get("HF_ENDPOINT") or constants.ENDPOINT
+        endpoint = (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
         offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE_WORDS
-        return cls(cache_dir=cache_dir, endpoint=endpoint.rstrip("/"), offline=offline)
+        return cls(
+            cache_dir=cache_dir,
+            endpoint=strip_userinfo(endpoint),
+            offline=offline,
+            request_endpoint=endpoint,
+        )
 
 
 def is_mlflow_spec(spec: ArtifactSpec) -> bool:
@@ -309,7 +320,7 @@ def _ask_hub_for_sha(
     `model_info` makes a single request (huggingface_hub retries only its file downloads), so an
     unreachable hub costs at most `timeout_s`.
     """
-    api = HfApi(endpoint=hub.endpoint)
+    api = HfApi(endpoint=hub.request_endpoint)
     try:
         info = api.model_info(repo_id, revision=revision, token=token, timeout=timeout_s)
     except (httpx2.TransportError, OfflineModeIsEnabled) as exc:
@@ -349,7 +360,7 @@ def _fetch_files(
                 filename,
                 revision=revision,
                 cache_dir=hub.cache_dir,
-                endpoint=hub.endpoint,
+                endpoint=hub.request_endpoint,
                 token=token,
                 etag_timeout=timeout_s,
                 local_files_only=cache_only,
