@@ -19,9 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from app.log_format import logging_config
-from app.settings import Settings
+from app.settings import Settings, SettingsError
 
-settings = Settings.from_env()
+# A bad variable is one line naming it and exit status 2, as the `kronos` command does (gunicorn
+# would print a traceback of its config loader first). SystemExit passes gunicorn's loader.
+SETTINGS_ERROR_STATUS = 2
+try:
+    settings = Settings.from_env()
+except SettingsError as _error:
+    sys.stderr.write(f"error: {_error}\n")
+    sys.exit(SETTINGS_ERROR_STATUS)
 
 # Server socket
 #

@@ -171,18 +171,23 @@ def test_kronos_mode_with_a_missing_model_stops_gunicorn(tmp_path):
     assert "cannot serve KRONOS_MODE=kronos" in log and str(missing) in log
 
 
-def test_a_bad_variable_stops_start_up_naming_it(tmp_path):
-    env = {**os.environ, "KRONOS_MAX_CONTEXT": "lots"}
+@pytest.mark.parametrize(
+    ("variable", "value"), [("KRONOS_MAX_CONTEXT", "lots"), ("KRONOS_MODE", "bogus")]
+)
+def test_a_bad_variable_stops_start_up_with_one_line_naming_it(variable, value):
+    """One line on stderr, no traceback, exit status 2 (as the `kronos` command)."""
     finished = subprocess.run(
         [str(GUNICORN), "-c", "gunicorn.conf.py", "wsgi:app"],
         cwd=REPO_ROOT,
-        env=env,
+        env={**os.environ, variable: value},
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert finished.returncode != 0
-    assert "KRONOS_MAX_CONTEXT" in finished.stdout + finished.stderr
+    assert finished.returncode == 2, finished.stderr
+    assert finished.stdout == ""
+    assert finished.stderr.startswith(f"error: {variable}={value!r} is invalid: expected ")
+    assert len(finished.stderr.splitlines()) == 1, finished.stderr
 
 
 def test_test_api_script_posts_the_seed_request(tmp_path):
