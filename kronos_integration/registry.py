@@ -95,13 +95,15 @@ class HubEnvironment:
 
     `endpoint` is the hub's URL as it may be logged or shown, without credentials;
     `request_endpoint` is `HF_ENDPOINT` as given (a `user:password@` in it is sent as basic
-    auth) and goes to huggingface_hub only.
+    auth) and goes to huggingface_hub only. `unreachable`: the hub did not answer earlier in
+    this load, so it is not asked again.
     """
 
     cache_dir: Path
     endpoint: str
     offline: bool
     request_endpoint: str = field(repr=False)
+    unreachable: bool = False
 
     @classmethod
     def from_env(cls) -> HubEnvironment:
@@ -202,7 +204,7 @@ def resolve_artifact(
     try:
         sha = (
             None
-            if hub.offline
+            if hub.offline or hub.unreachable
             else _ask_hub_for_sha(spec.repo_id, revision, token, hub_timeout_s, hub)
         )
         if sha is None:
@@ -249,8 +251,8 @@ def load_artifacts(
     started = time.perf_counter()
     hub = HubEnvironment.from_env()
     resolved_model = resolve_artifact(model, token=token, hub_timeout_s=hub_timeout_s, hub=hub)
-    if resolved_model.source == "cache":  # offline, or the hub did not answer: do not wait twice
-        hub = replace(hub, offline=True)
+    if resolved_model.source == "cache" and not hub.offline:  # the hub did not answer: not twice
+        hub = replace(hub, unreachable=True)
     resolved_tokenizer = resolve_artifact(
         tokenizer, token=token, hub_timeout_s=hub_timeout_s, hub=hub
     )
@@ -369,13 +371,22 @@ def _fetch_files(
             if not cache_only:
                 raise
             reason = (
-                f"revision {revision!r} ({filename}) is not in the cache {hub.cache_dir} and the "
-                "hub was not asked (offline or unreachable); run `python -m kronos_integration "
-                "download` with network access, or set HF_HOME to a warm cache"
+                f"revision {revision!r} ({filename}) is not in the cache {hub.cache_dir}, and "
+                f"{_why_not_downloaded(hub)}, or point HF_HOME at a cache that has it"
             )
             raise ModelLoadError(repo_id, reason) from exc
         paths.append(Path(path))
     return paths[0].parent
+
+
+def _why_not_downloaded(hub: HubEnvironment) -> str:
+    """Why a file missing from the cache was not downloaded, and what would fetch it."""
+    if hub.offline:
+        return "HF_HUB_OFFLINE=1 kept the hub from being asked: unset it to download"
+    return (
+        f"the hub {hub.endpoint} did not answer (the warning before this says how): check "
+        "HF_ENDPOINT and the network (a proxy goes in HTTPS_PROXY)"
+    )
 
 
 def _remember_revision(snapshot: Path, revision: str, sha: str) -> None:
