@@ -32,7 +32,8 @@ except SettingsError as _error:
 
 # Server socket
 #
-#   bind - the seed's port 5001 on every interface, so a container's published port reaches it.
+#   bind - KRONOS_HOST:KRONOS_PORT, 127.0.0.1:5001 unless set: this machine only, since API keys are
+#       off by default; the image sets KRONOS_HOST=0.0.0.0, so a container's port reaches it.
 #   backlog - connections the kernel queues while every worker is busy; beyond it clients are
 #       refused at once, which a load balancer retries on another replica.
 
