@@ -16,6 +16,8 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from kronos_integration.redact import strip_userinfo
+
 STORE_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 _MODEL_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))")
 
@@ -28,7 +30,7 @@ def fetch_registered_checkpoint(uri: str) -> tuple[Path, str]:
     """The local folder of the registered version `uri` and the MLflow run id that produced it.
 
     Raises ValueError for a URI that is not `models:/NAME/VERSION` or `models:/NAME@ALIAS`, and
-    RegisteredModelError when the registry cannot provide it.
+    RegisteredModelError when the registry cannot provide it (no URL credentials in its message).
     """
     match = _MODEL_URI.fullmatch(uri)
     if match is None:
@@ -43,7 +45,8 @@ def fetch_registered_checkpoint(uri: str) -> tuple[Path, str]:
         )
         folder = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{found.version}")
     except (MlflowException, OSError) as error:
-        raise RegisteredModelError(f"{error}{_unset_store_hint()}") from error
+        reason = strip_userinfo(str(error))  # a tracking server's URL may carry user:password@
+        raise RegisteredModelError(f"{reason}{_unset_store_hint()}") from error
     return Path(folder), str(found.run_id)
 
 

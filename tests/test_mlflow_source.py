@@ -14,7 +14,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from benchmarks.live_server import refusing_port
 from kronos_integration.registry import ArtifactSpec, ModelLoadError, load_artifacts
+from tests.canaries import HUB_PASSWORD_CANARY
 from tests.support import assert_redacted, loaded_app, make_settings
 
 CPU = torch.device("cpu")
@@ -102,3 +104,25 @@ def test_an_unconfigured_store_names_the_model_and_the_unset_variables_and_no_pa
     reason = app.test_client().get("/models").get_json()["fallback_reason"]
     assert_redacted(reason, str(tmp_path))
     assert reason.startswith("ModelLoadError: cannot load 'models:/secretmodel/1': MLflow registry")
+
+
+def test_a_tracking_servers_credentials_stay_out_of_the_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An MLflow tracking server at a closed loopback port, its URL with a password: the load
+    error names the server without it."""
+    pytest.importorskip("mlflow")
+    with refusing_port() as closed_port:
+        store = f"http://kronos:{HUB_PASSWORD_CANARY}@127.0.0.1:{closed_port}"
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+        monkeypatch.setenv("MLFLOW_REGISTRY_URI", store)
+        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+        monkeypatch.setenv("MLFLOW_ENABLE_TELEMETRY", "false")
+        with pytest.raises(ModelLoadError) as caught:
+            load_artifacts(
+                ArtifactSpec("models:/secretmodel/1"), ArtifactSpec("models:/tok/1"), device=CPU
+            )
+    message = str(caught.value)
+    assert message.startswith("cannot load 'models:/secretmodel/1': MLflow registry: ")
+    assert HUB_PASSWORD_CANARY not in message and "are unset" not in message
