@@ -90,10 +90,8 @@ def test_a_history_too_short_is_filed_under_what_the_client_can_change(tmp_path:
     body = assert_problem(client.post("/backtest", json={**request, "window": 200}), 422)
     assert list(body["errors"]) == ["window"] and "no origin" in body["errors"]["window"][0]
     vendored("IBM").iloc[-20:].to_csv(tmp_path / "IBM.csv")  # fewer bars than any forecast needs
-    body = assert_problem(client.post("/backtest", json=request), 422)
-    assert (
-        list(body["errors"]) == ["symbol"] and "too little history" in body["errors"]["symbol"][0]
-    )
+    body = assert_problem(client.post("/backtest", json=request), 500)  # the operator's file
+    assert body["type"].endswith("/stored-history-unusable") and "errors" not in body
     with_candles = {**request, "candles": IBM[:150], "window": 200}
     assert_problem(client.post("/backtest", json=with_candles), 422, "window")
 
