@@ -29,7 +29,7 @@ install-runtime: $(RUNTIME) ## create .venv with the runtime dependencies only (
 
 install: $(DEV) ## create .venv with runtime + dev dependencies (idempotent)
 
-serve: $(RUNTIME) ## start gunicorn on port 5001 with the embedded defaults
+serve: $(RUNTIME) ## start gunicorn on 127.0.0.1:5001 with the embedded defaults (KRONOS_HOST to change)
 	$(VENV)/bin/gunicorn -c gunicorn.conf.py wsgi:app
 
 .PHONY: serve-proxied

@@ -19,13 +19,21 @@ from pathlib import Path
 from typing import Any
 
 from app.log_format import logging_config
-from app.settings import Settings
+from app.settings import Settings, SettingsError
 
-settings = Settings.from_env()
+# A bad variable is one line naming it and exit status 2, as the `kronos` command does (gunicorn
+# would print a traceback of its config loader first). SystemExit passes gunicorn's loader.
+SETTINGS_ERROR_STATUS = 2
+try:
+    settings = Settings.from_env()
+except SettingsError as _error:
+    sys.stderr.write(f"error: {_error}\n")
+    sys.exit(SETTINGS_ERROR_STATUS)
 
 # Server socket
 #
-#   bind - the seed's port 5001 on every interface, so a container's published port reaches it.
+#   bind - KRONOS_HOST:KRONOS_PORT, 127.0.0.1:5001 unless set: this machine only, since API keys are
+#       off by default; the image sets KRONOS_HOST=0.0.0.0, so a container's port reaches it.
 #   backlog - connections the kernel queues while every worker is busy; beyond it clients are
 #       refused at once, which a load balancer retries on another replica.
 

@@ -24,6 +24,7 @@ from kronos_integration.errors import (
     ForecastError,
     HistoryNotFoundError,
     InvalidRequestError,
+    StoredHistoryError,
 )
 
 logger = logging.getLogger(__name__)
@@ -33,7 +34,8 @@ PROBLEM_TYPE_BASE = "https://kronos.invalid/problems/"
 
 
 class ProblemError(Exception):
-    """An error the service answers as problem+json with `status` (and `headers`)."""
+    """An error the service answers as problem+json with `status` (and `headers`); `kind` is the
+    last part of its `type` URI (None: the status's phrase, `not-found`)."""
 
     def __init__(
         self,
@@ -42,6 +44,7 @@ class ProblemError(Exception):
         detail: str,
         errors: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
+        kind: str | None = None,
     ) -> None:
         super().__init__(detail)
         self.status = status
@@ -49,17 +52,26 @@ class ProblemError(Exception):
         self.detail = detail
         self.errors = errors
         self.headers = headers
+        self.kind = kind
+
+    def body(self) -> dict[str, Any]:
+        """Its problem document (`problem_body`)."""
+        return problem_body(self.status, self.title, self.detail, self.errors, self.kind)
 
 
 DOMAIN_STATUSES: dict[type[ForecastError], tuple[int, str]] = {
     InvalidRequestError: (422, HTTPStatus.UNPROCESSABLE_ENTITY.phrase),
     HistoryNotFoundError: (404, "History Not Found"),
+    StoredHistoryError: (500, "Stored history is unusable"),
     DeadlineExceededError: (504, "Time Budget Exceeded"),
     BackendNotReadyError: (503, "Service Unavailable"),
     BackendBusyError: (503, "Service Unavailable"),
 }
 """Each forecasting error class and the status and title it is answered with; a 503 also says
-`Retry-After` (`RETRY_AFTER_S`)."""
+`Retry-After` (`RETRY_AFTER_S`). A 500 here is the operator's fault, not a bug: its own type
+(`DOMAIN_TYPES`), a detail that says what is wrong, and no field errors."""
+DOMAIN_TYPES: dict[type[ForecastError], str] = {StoredHistoryError: "stored-history-unusable"}
+"""The `type` of a forecasting error whose status's phrase would not say what went wrong."""
 RETRY_AFTER_S = 1
 """Seconds in every `Retry-After` the service sends (503 and 429)."""
 
@@ -71,14 +83,21 @@ def as_problem(error: ForecastError) -> ProblemError:
     )
     errors = {error.field: [error.message]} if isinstance(error, InvalidRequestError) else None
     headers = {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None
-    return ProblemError(status, title, str(error), errors, headers)
+    kind = next((k for cls, k in DOMAIN_TYPES.items() if isinstance(error, cls)), None)
+    return ProblemError(status, title, str(error), errors, headers, kind)
 
 
 def problem_body(
-    status: int, title: str, detail: str, errors: Mapping[str, Any] | None = None
+    status: int,
+    title: str,
+    detail: str,
+    errors: Mapping[str, Any] | None = None,
+    kind: str | None = None,
 ) -> dict[str, Any]:
-    """The problem document: type, title, status, detail, request_id and, if any, errors."""
+    """The problem document: type (ending in `kind`, else the status's phrase), title, status,
+    detail, request_id and, if any, errors."""
     slug = HTTPStatus(status).phrase.lower().replace(" ", "-") if status in _STATUSES else "error"
+    slug = kind or slug
     body: dict[str, Any] = {
         "type": PROBLEM_TYPE_BASE + slug,
         "title": title,
@@ -97,10 +116,11 @@ def problem(
     detail: str,
     errors: Mapping[str, Any] | None = None,
     headers: Mapping[str, str] | None = None,
+    kind: str | None = None,
 ) -> Response:
     """An `application/problem+json` response (see `problem_body`)."""
     response = Response(
-        json.dumps(problem_body(status, title, detail, errors)),
+        json.dumps(problem_body(status, title, detail, errors, kind)),
         status=status,
         mimetype=PROBLEM_MIMETYPE,
     )
@@ -118,7 +138,7 @@ def init_app(app: Flask) -> None:
 
 
 def _answer_problem_error(error: ProblemError) -> Response:
-    return problem(error.status, error.title, error.detail, error.errors, error.headers)
+    return problem(error.status, error.title, error.detail, error.errors, error.headers, error.kind)
 
 
 def _answer_forecast_error(error: ForecastError) -> Response:

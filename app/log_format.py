@@ -7,8 +7,8 @@ Nothing here imports Flask, so gunicorn's master can configure its logging from 
   traceback.
 * :func:`logging_config` is the :func:`logging.config.dictConfig` document that ``gunicorn.conf.py``
   passes as ``logconfig_dict``: gunicorn's own lines and the app's share one format on stdout.
-* :func:`protect_secrets` masks the HF token and API keys in every line written through the root
-  and gunicorn handlers, a second guard behind code that never logs them.
+* :func:`protect_secrets` masks the HF token, API keys and URL credentials in every line written
+  through the root and gunicorn handlers, a second guard behind code that never logs them.
 """
 
 from __future__ import annotations
@@ -52,7 +52,8 @@ class JsonFormatter(logging.Formatter):
 
 
 class RedactSecrets(logging.Filter):
-    """Replaces every configured secret in a record's message, extra fields and traceback.
+    """Replaces every configured secret in a record's message, extra fields and traceback, and
+    removes the credentials of every URL in them (`user:password@`).
 
     Extra fields matter: a client may send a key as its ``X-Request-ID`` or as an ISIN.
     """
@@ -65,8 +66,6 @@ class RedactSecrets(logging.Filter):
         return mask_secrets(text, self._secrets)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not self._secrets:
-            return True
         message = record.getMessage()
         masked = self._mask(message)
         if masked != message:

@@ -639,6 +639,7 @@ class BacktestResponseSchema(Schema):
     baseline = fields.String(required=True, metadata={"description": "The ratios' reference."})
     backend = fields.Nested(BacktestBackendSchema, required=True)
     calendar = fields.Nested(CalendarInfoSchema, required=True)
+    history_source = fields.String(required=True, metadata={"description": "synthetic: made up"})
     horizon_days = fields.List(fields.Integer(), required=True)
     origins = fields.Integer(required=True)
     first_origin = fields.String(required=True, metadata={"description": "Its last history bar."})

@@ -36,7 +36,7 @@ class Settings:
     model: ModelSettings = field(default_factory=ModelSettings)
     forecast: ForecastSettings = field(default_factory=ForecastSettings)
     # Server (gunicorn.conf.py).
-    host: str = "0.0.0.0"
+    host: str = "127.0.0.1"  # this machine only; containers set 0.0.0.0 (Dockerfile)
     port: int = 5001
     workers: int = 2
     threads: int = 8

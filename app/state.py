@@ -130,11 +130,14 @@ class WorkerState:
         )
 
     def backtest(self, request: BacktestRequest, deadline: float | None = None) -> BacktestRun:
-        """Resolve the request's history and backtest the serving backend on it.
+        """Resolve the request's history and backtest the serving backend on it; the summary says
+        what served (`backend.fallback_reason`) and where the history came from
+        (`history_source`: `request`, `data_dir` or `synthetic`, i.e. made up).
 
         A history the backtest cannot use is filed under what the client can change: `window`
         when it set one and the history leaves no origin, the candles it sent, else the
-        instrument whose stored history it is (never `candles` when none were sent)."""
+        instrument whose stored history it is (never `candles` when none were sent). A stored
+        file no forecast could use is the operator's `StoredHistoryError`."""
         backend = self.backend
         try:
             history = resolve_history(request.instrument, request.candles, self.history_sources)
@@ -154,6 +157,7 @@ class WorkerState:
                 raise InvalidRequestError(request.instrument_type, error.message) from None
             raise
         run.summary["backend"]["fallback_reason"] = self.fallback_reason
+        run.summary["history_source"] = history.source
         return run
 
     # What /health/ready and /models report.

@@ -303,17 +303,14 @@ def _advance(bar: tqdm, done: int, total: int) -> None:
 def _load_backend(
     args: argparse.Namespace, defaults: Defaults, *, clip: float | None = None
 ) -> LoadedBackend:
-    """The backend of `--mode` with this command's checkpoint options; says so on stderr when
-    `auto` falls back to the simulator."""
+    """The backend of `--mode` with this command's checkpoint options (`load_backend`'s warning
+    says so on stderr, reason whole, when `auto` falls back to the simulator)."""
     settings = dataclasses.replace(
         _model_settings(args, defaults),
         max_context=args.max_context,
         clip=defaults.model.clip if clip is None else clip,
     )
-    loaded = load_backend(args.mode, settings, warm_up)
-    if loaded.fallback_reason:
-        print(f"auto mode: serving the simulator: {loaded.fallback_reason}", file=sys.stderr)
-    return loaded
+    return load_backend(args.mode, settings, warm_up)
 
 
 def run_download(args: argparse.Namespace, defaults: Defaults) -> None:

@@ -22,6 +22,22 @@ class HistoryNotFoundError(ForecastError, LookupError):
     """No allowed history source has the instrument; the message says how to supply it."""
 
 
+class StoredHistoryError(ForecastError):
+    """The operator's stored history of an instrument cannot be used (unreadable file, bad
+    candles, an unknown stored calendar): not the caller's fault. The message names the instrument
+    and the file as `KRONOS_DATA_DIR/<file>`, never its real path, nor why (`reason`, for the
+    operator's log)."""
+
+    def __init__(self, instrument: str, file_name: str, reason: str) -> None:
+        super().__init__(
+            f"The stored history of {instrument} (KRONOS_DATA_DIR/{file_name}) cannot be used; "
+            "the service's log says why. Send the history as 'candles' in the request."
+        )
+        self.instrument = instrument
+        self.file_name = file_name
+        self.reason = reason
+
+
 class DeadlineExceededError(ForecastError, TimeoutError):
     """The forecast's deadline passed before it finished."""
 

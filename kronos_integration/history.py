@@ -14,6 +14,7 @@ configured folder is always a `HistoryNotFoundError` naming it). A new source is
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -23,9 +24,12 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
+from kronos_integration.calendars import HISTORY, exchange_calendar
 from kronos_integration.candles import read_candles_file, validate_candles
 from kronos_integration.config import ForecastSettings
-from kronos_integration.errors import HistoryNotFoundError, InvalidRequestError
+from kronos_integration.errors import HistoryNotFoundError, InvalidRequestError, StoredHistoryError
+
+logger = logging.getLogger(__name__)
 
 SYNTHETIC_BARS = 512
 SYNTHETIC_LAST_CLOSE = 100.0
@@ -55,7 +59,7 @@ class HistorySource(Protocol):
     def load(self, instrument: str) -> History | None:
         """The stored history (candles through `validate_candles`), or None when there is none.
 
-        Raises ValueError, naming where they are stored, for candles that cannot be read or used."""
+        Raises StoredHistoryError for stored history that cannot be read or used."""
         ...
 
     def looked_for(self, instrument: str) -> str:
@@ -80,17 +84,22 @@ class DataFolder:
         return cls(settings.data_dir) if settings.data_dir is not None else None
 
     def load(self, instrument: str) -> History | None:
+        """Raises StoredHistoryError, logged at ERROR with the reason, for a file that cannot be
+        read (not UTF-8, unreadable), candles `validate_candles` refuses, several calendars in the
+        `calendar` column, or a stored calendar name that is not a known calendar."""
         for suffix in self.SUFFIXES:
             path = self.folder / f"{instrument}{suffix}"
             if path.is_file():
                 try:
                     return self._read(path)
-                except ValueError as error:
-                    message = str(error).removeprefix(f"{path.name}: ")
-                    raise ValueError(f"KRONOS_DATA_DIR/{path.name}: {message}") from None
+                except (ValueError, OSError) as error:  # UnicodeDecodeError is a ValueError
+                    reason = f"{type(error).__name__}: {error}"
+                    logger.error("KRONOS_DATA_DIR/%s is unusable: %s", path.name, reason)
+                    raise StoredHistoryError(instrument, path.name, reason) from error
         return None
 
     def _read(self, path: Path) -> History:
+        """Raises ValueError or OSError for a file that cannot be used."""
         frame = read_candles_file(path)
         calendar = None
         if "calendar" in frame.columns:
@@ -101,6 +110,8 @@ class DataFolder:
         side_car = path.with_suffix(self.CALENDAR_SUFFIX)
         if calendar is None and side_car.is_file():
             calendar = side_car.read_text(encoding="utf-8").strip() or None
+        if calendar is not None and calendar.lower() != HISTORY:
+            exchange_calendar(calendar)  # UnknownCalendarError (a ValueError) for a bad name
         return History(validate_candles(frame), self.name, calendar)
 
     def looked_for(self, instrument: str) -> str:
@@ -150,7 +161,8 @@ def resolve_history(
 ) -> History:
     """The request's `candles` when given, else the first source that has `instrument`, validated.
 
-    Raises InvalidRequestError (field `candles`) for candles that fail `validate_candles`, and
+    Raises InvalidRequestError (field `candles`) for the request's candles that fail
+    `validate_candles`, StoredHistoryError for a source's stored history that cannot be used, and
     HistoryNotFoundError when no source has the instrument.
     """
     if candles is not None:
@@ -159,10 +171,7 @@ def resolve_history(
         except ValueError as error:
             raise InvalidRequestError("candles", str(error)) from None
     for source in sources:
-        try:
-            found = source.load(instrument)
-        except ValueError as error:
-            raise InvalidRequestError("candles", str(error)) from None
+        found = source.load(instrument)
         if found is not None:
             return found
     where = (

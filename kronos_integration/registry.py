@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, TypeVar
 
@@ -31,7 +31,7 @@ from huggingface_hub.errors import (
 from huggingface_hub.utils import validate_repo_id
 
 from kronos_integration.model import Kronos, KronosTokenizer
-from kronos_integration.redact import mask_secrets
+from kronos_integration.redact import mask_secrets, strip_userinfo
 
 logger = logging.getLogger(__name__)
 
@@ -91,11 +91,19 @@ class ModelLoadError(RuntimeError):
 
 @dataclass(frozen=True)
 class HubEnvironment:
-    """The hub settings in the environment now (huggingface_hub reads them once, at import)."""
+    """The hub settings in the environment now (huggingface_hub reads them once, at import).
+
+    `endpoint` is the hub's URL as it may be logged or shown, without credentials;
+    `request_endpoint` is `HF_ENDPOINT` as given (a `user:password@` in it is sent as basic
+    auth) and goes to huggingface_hub only. `unreachable`: the hub did not answer earlier in
+    this load, so it is not asked again.
+    """
 
     cache_dir: Path
     endpoint: str
     offline: bool
+    request_endpoint: str = field(repr=False)
+    unreachable: bool = False
 
     @classmethod
     def from_env(cls) -> HubEnvironment:
@@ -105,9 +113,14 @@ class HubEnvironment:
             cache_dir = Path(os.environ["HF_HOME"]).expanduser() / "hub"
         else:
             cache_dir = Path(constants.HF_HUB_CACHE)
-        endpoint = os.environ.get("HF_ENDPOINT") or constants.ENDPOINT
+        endpoint = (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
         offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE_WORDS
-        return cls(cache_dir=cache_dir, endpoint=endpoint.rstrip("/"), offline=offline)
+        return cls(
+            cache_dir=cache_dir,
+            endpoint=strip_userinfo(endpoint),
+            offline=offline,
+            request_endpoint=endpoint,
+        )
 
 
 def is_mlflow_spec(spec: ArtifactSpec) -> bool:
@@ -191,7 +204,7 @@ def resolve_artifact(
     try:
         sha = (
             None
-            if hub.offline
+            if hub.offline or hub.unreachable
             else _ask_hub_for_sha(spec.repo_id, revision, token, hub_timeout_s, hub)
         )
         if sha is None:
@@ -238,8 +251,8 @@ def load_artifacts(
     started = time.perf_counter()
     hub = HubEnvironment.from_env()
     resolved_model = resolve_artifact(model, token=token, hub_timeout_s=hub_timeout_s, hub=hub)
-    if resolved_model.source == "cache":  # offline, or the hub did not answer: do not wait twice
-        hub = replace(hub, offline=True)
+    if resolved_model.source == "cache" and not hub.offline:  # the hub did not answer: not twice
+        hub = replace(hub, unreachable=True)
     resolved_tokenizer = resolve_artifact(
         tokenizer, token=token, hub_timeout_s=hub_timeout_s, hub=hub
     )
@@ -309,7 +322,7 @@ def _ask_hub_for_sha(
     `model_info` makes a single request (huggingface_hub retries only its file downloads), so an
     unreachable hub costs at most `timeout_s`.
     """
-    api = HfApi(endpoint=hub.endpoint)
+    api = HfApi(endpoint=hub.request_endpoint)
     try:
         info = api.model_info(repo_id, revision=revision, token=token, timeout=timeout_s)
     except (httpx2.TransportError, OfflineModeIsEnabled) as exc:
@@ -349,7 +362,7 @@ def _fetch_files(
                 filename,
                 revision=revision,
                 cache_dir=hub.cache_dir,
-                endpoint=hub.endpoint,
+                endpoint=hub.request_endpoint,
                 token=token,
                 etag_timeout=timeout_s,
                 local_files_only=cache_only,
@@ -358,13 +371,22 @@ def _fetch_files(
             if not cache_only:
                 raise
             reason = (
-                f"revision {revision!r} ({filename}) is not in the cache {hub.cache_dir} and the "
-                "hub was not asked (offline or unreachable); run `python -m kronos_integration "
-                "download` with network access, or set HF_HOME to a warm cache"
+                f"revision {revision!r} ({filename}) is not in the cache {hub.cache_dir}, and "
+                f"{_why_not_downloaded(hub)}, or point HF_HOME at a cache that has it"
             )
             raise ModelLoadError(repo_id, reason) from exc
         paths.append(Path(path))
     return paths[0].parent
+
+
+def _why_not_downloaded(hub: HubEnvironment) -> str:
+    """Why a file missing from the cache was not downloaded, and what would fetch it."""
+    if hub.offline:
+        return "HF_HUB_OFFLINE=1 kept the hub from being asked: unset it to download"
+    return (
+        f"the hub {hub.endpoint} did not answer (the warning before this says how): check "
+        "HF_ENDPOINT and the network (a proxy goes in HTTPS_PROXY)"
+    )
 
 
 def _remember_revision(snapshot: Path, revision: str, sha: str) -> None:

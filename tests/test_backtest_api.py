@@ -28,6 +28,7 @@ def test_a_backtest_scores_the_serving_backend_beside_the_baselines(
     assert BacktestResponseSchema().validate(body) == {}
     assert body["backend"]["name"] == mode and body["backend"]["fallback_reason"] is None
     assert body["calendar"] == {"name": "XNYS", "source": "request"}
+    assert body["history_source"] == "request"
     assert body["horizon_days"] == [1, 5] and body["origins"] == 12
     assert body["window"] == 200 and body["samples"] == 16 and body["series"] == ["IBM"]
     assert set(body["models"]) == {mode, "random_walk", "drift", "gaussian_random_walk"}
@@ -89,17 +90,24 @@ def test_a_history_too_short_is_filed_under_what_the_client_can_change(tmp_path:
     body = assert_problem(client.post("/backtest", json={**request, "window": 200}), 422)
     assert list(body["errors"]) == ["window"] and "no origin" in body["errors"]["window"][0]
     vendored("IBM").iloc[-20:].to_csv(tmp_path / "IBM.csv")  # fewer bars than any forecast needs
-    body = assert_problem(client.post("/backtest", json=request), 422)
-    assert (
-        list(body["errors"]) == ["symbol"] and "too little history" in body["errors"]["symbol"][0]
-    )
+    body = assert_problem(client.post("/backtest", json=request), 500)  # the operator's file
+    assert body["type"].endswith("/stored-history-unusable") and "errors" not in body
     with_candles = {**request, "candles": IBM[:150], "window": 200}
     assert_problem(client.post("/backtest", json=with_candles), 422, "window")
+
+
+def test_a_backtest_on_synthetic_history_says_so(client: FlaskClient) -> None:
+    """Simulated mode with no data folder makes history up, as /predict's history_source says."""
+    body = client.post("/backtest", json={"symbol": "IBM", "origins": 3, "samples": 4}).get_json()
+    assert body["history_source"] == "synthetic"
+    assert BacktestResponseSchema().validate(body) == {}
 
 
 def test_the_openapi_document_lists_backtest(client: FlaskClient) -> None:
     spec = client.get("/openapi.json").get_json()
     operation = spec["paths"]["/backtest"]["post"]
     assert {"200", "422", "429", "504"} <= set(operation["responses"])
+    document = spec["components"]["schemas"]["BacktestResponse"]
+    assert "history_source" in document["properties"] and "history_source" in document["required"]
     scores = spec["components"]["schemas"]["HorizonScores"]["properties"]
     assert {"coverage_0.8", "pinball_vs_baseline", "brier"} <= set(scores)

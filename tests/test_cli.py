@@ -134,8 +134,8 @@ def test_predict_with_a_cold_cache_offline(
 ) -> None:
     status, _, err = run_cli(capsys, *PREDICT, "--mode", "kronos")
     assert status == 1 and DEFAULT_MODEL_ID in err and "not in the cache" in err
-    status, out, err = run_cli(capsys, *PREDICT, "--json")  # auto: the simulator, saying why
-    assert status == 0 and "serving the simulator" in err
+    status, out, _ = run_cli(capsys, *PREDICT, "--json")  # auto: the simulator, saying why
+    assert status == 0  # the why on stderr: tests/test_load_messages.py
     document = json.loads(out)
     assert document["model"] == "simulated"
     reason = assert_redacted(document["metadata"]["fallback_reason"], str(tmp_path))

@@ -253,6 +253,14 @@ def test_compose_serves_on_5001_with_a_cache_volume(settings_names: set[str]) ->
     assert_names_are_read(set(env), settings_names)
     settings = Settings.from_env(env)
     assert (settings.port, settings.mode, settings.model.device) == (port, "auto", "cpu")
+    assert settings.host == "0.0.0.0", "nginx reaches it over the compose network"
+
+
+def test_containers_bind_every_interface_while_the_default_is_loopback() -> None:
+    assert Settings().host == "127.0.0.1"
+    assert dockerfile_env()["KRONOS_HOST"] == "0.0.0.0"
+    app_env = container_environment(pod_containers()["ai-service"])
+    assert Settings.from_env(app_env).host == "0.0.0.0", "the kubelet probes the pod's address"
 
 
 def test_compose_puts_nginx_in_front_with_the_apps_limits() -> None:

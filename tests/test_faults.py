@@ -30,6 +30,7 @@ from benchmarks.live_server import (
     refusing_port,
     request,
 )
+from tests.canaries import HUB_PASSWORD_CANARY
 from tests.support import SEED_REQUEST, assert_redacted, kronos_env
 
 pytestmark = pytest.mark.slow
@@ -229,10 +230,12 @@ def test_sigterm_lets_an_in_flight_request_finish_before_exit(tmp_path):
 
 
 def test_unreachable_hub_in_auto_mode_falls_back_within_bounded_time(tmp_path):
+    """...and the hub URL's password appears in no log line and no answer (the log names the hub
+    as http://127.0.0.1:PORT)."""
     with refusing_port() as closed_port:  # connections are refused at once
         env = {
             "KRONOS_MODE": "auto",
-            "HF_ENDPOINT": f"http://127.0.0.1:{closed_port}",
+            "HF_ENDPOINT": f"http://kronos:{HUB_PASSWORD_CANARY}@127.0.0.1:{closed_port}",
             "HF_HOME": str(tmp_path / "hf-home"),
             "HF_HUB_OFFLINE": "0",
             "KRONOS_HUB_TIMEOUT_S": "2",
@@ -248,6 +251,9 @@ def test_unreachable_hub_in_auto_mode_falls_back_within_bounded_time(tmp_path):
     assert answer["model"] == "simulated"
     reason = assert_redacted(answer["metadata"]["fallback_reason"], str(tmp_path))
     assert models["fallback_reason"] == reason and "NeoQuasar/Kronos-small" in reason
+    log = (tmp_path / "gunicorn.log").read_text()
+    assert f"hub http://127.0.0.1:{closed_port} unreachable" in log
+    assert HUB_PASSWORD_CANARY not in log + body.decode() + json.dumps(models)
 
 
 @pytest.mark.parametrize("mode", ["kronos", "auto"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -171,18 +172,23 @@ def test_kronos_mode_with_a_missing_model_stops_gunicorn(tmp_path):
     assert "cannot serve KRONOS_MODE=kronos" in log and str(missing) in log
 
 
-def test_a_bad_variable_stops_start_up_naming_it(tmp_path):
-    env = {**os.environ, "KRONOS_MAX_CONTEXT": "lots"}
+@pytest.mark.parametrize(
+    ("variable", "value"), [("KRONOS_MAX_CONTEXT", "lots"), ("KRONOS_MODE", "bogus")]
+)
+def test_a_bad_variable_stops_start_up_with_one_line_naming_it(variable, value):
+    """One line on stderr, no traceback, exit status 2 (as the `kronos` command)."""
     finished = subprocess.run(
         [str(GUNICORN), "-c", "gunicorn.conf.py", "wsgi:app"],
         cwd=REPO_ROOT,
-        env=env,
+        env={**os.environ, variable: value},
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert finished.returncode != 0
-    assert "KRONOS_MAX_CONTEXT" in finished.stdout + finished.stderr
+    assert finished.returncode == 2, finished.stderr
+    assert finished.stdout == ""
+    assert finished.stderr.startswith(f"error: {variable}={value!r} is invalid: expected ")
+    assert len(finished.stderr.splitlines()) == 1, finished.stderr
 
 
 def test_test_api_script_posts_the_seed_request(tmp_path):
@@ -213,3 +219,28 @@ def test_test_api_script_says_when_no_service_answers():
     assert finished.returncode != 0 and finished.stdout == ""
     assert "Failed to connect" in finished.stderr
     assert "Expecting value" not in finished.stderr  # no JSON parse error of an empty answer
+
+
+def test_make_serve_binds_loopback_unless_told_otherwise():
+    """`make serve`'s command with no KRONOS_HOST: gunicorn listens on 127.0.0.1 only (API keys
+    are off by default); the containers set KRONOS_HOST=0.0.0.0 (tests/test_deploy_files.py)."""
+    with refusing_port() as port:  # a free port number; released when gunicorn starts
+        pass
+    env = {k: v for k, v in os.environ.items() if k != "KRONOS_HOST"}
+    env |= {"KRONOS_MODE": "simulated", "KRONOS_PORT": str(port), "KRONOS_WORKERS": "1"}
+    with subprocess.Popen(
+        [str(GUNICORN), "-c", "gunicorn.conf.py", "wsgi:app"],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as server:
+        try:
+            assert server.stdout is not None
+            listening = next(line for line in server.stdout if "Listening at" in line)
+            next(line for line in server.stdout if "ready: serving simulated" in line)
+        finally:
+            server.send_signal(signal.SIGINT)  # quick shutdown
+            server.communicate(timeout=60)
+    assert f"Listening at: http://127.0.0.1:{port} " in listening

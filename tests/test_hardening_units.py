@@ -581,3 +581,11 @@ def test_a_forecast_that_answered_says_so_in_the_environ_for_the_memory_trim(gat
     assert marked("POST", "/predict", 200)
     assert not marked("POST", "/too-late", 504)
     assert not marked("GET", "/health", 200)
+
+
+def test_the_log_filter_strips_url_credentials_with_no_secret_configured():
+    record = logging.getLogger("x").makeRecord(
+        "x", logging.WARNING, __file__, 1, "hub %s down", ("http://u:pa55@127.0.0.1:9",), None
+    )
+    log_format.RedactSecrets([]).filter(record)
+    assert record.getMessage() == "hub http://127.0.0.1:9 down"

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from kronos_integration.candles import validate_candles
-from kronos_integration.errors import HistoryNotFoundError, InvalidRequestError
+from kronos_integration.errors import HistoryNotFoundError, InvalidRequestError, StoredHistoryError
 from kronos_integration.history import (
     DataFolder,
     SyntheticHistory,
@@ -52,19 +52,23 @@ def test_parquet_file_is_read(tmp_path):
     np.testing.assert_allclose(history.candles.to_numpy(), frame.to_numpy())
 
 
-def test_a_bad_file_is_an_invalid_request_naming_it(tmp_path):
+def test_a_bad_file_is_the_operators_error_naming_it_not_the_path(tmp_path):
     folder = [DataFolder(tmp_path)]
     make_candles(50).to_csv(tmp_path / f"{ISIN}.csv", index=False)
-    with pytest.raises(InvalidRequestError, match=f"^KRONOS_DATA_DIR/{ISIN}.csv: needs a 'times"):
+    with pytest.raises(StoredHistoryError) as caught:
         resolve_history(ISIN, None, folder)
+    assert "needs a 'times" in caught.value.reason
     frame = make_candles(50)
     frame.iloc[3, 1] = -5.0
     frame.reset_index().to_csv(tmp_path / f"{ISIN}.csv", index=False)
-    with pytest.raises(
-        InvalidRequestError, match=rf"^KRONOS_DATA_DIR/{ISIN}.csv: candles\[3\]\.high"
-    ) as caught:
+    with pytest.raises(StoredHistoryError) as caught:
         resolve_history(ISIN, None, folder)
-    assert caught.value.field == "candles"
+    assert "candles[3].high" in caught.value.reason
+    assert str(caught.value).startswith(
+        f"The stored history of {ISIN} (KRONOS_DATA_DIR/{ISIN}.csv) cannot be used"
+    )
+    assert str(tmp_path) not in str(caught.value)
+    assert not isinstance(caught.value, InvalidRequestError)
 
 
 def test_synthetic_history_is_deterministic_per_isin_and_ends_at_100():

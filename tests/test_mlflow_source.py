@@ -14,7 +14,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from benchmarks.live_server import refusing_port
 from kronos_integration.registry import ArtifactSpec, ModelLoadError, load_artifacts
+from tests.canaries import HUB_PASSWORD_CANARY
+from tests.support import assert_redacted, loaded_app, make_settings
 
 CPU = torch.device("cpu")
 
@@ -77,3 +80,49 @@ def test_unknown_versions_name_the_uri(registry: dict[str, Any], uri: str) -> No
             ArtifactSpec(uri), ArtifactSpec("models:/kronos-tiny-tokenizer/1"), device=CPU
         )
     assert caught.value.repo_id == uri
+
+
+def test_an_unconfigured_store_names_the_model_and_the_unset_variables_and_no_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI: MLflow falls back to sqlite in the working
+    folder, which mlflow-skinny cannot open. The operator's log says which model and why; the
+    unauthenticated /models shows no path of the server's (the sqlite URI's included)."""
+    pytest.importorskip("mlflow")
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MLFLOW_ENABLE_TELEMETRY", "false")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelLoadError) as caught:
+        load_artifacts(
+            ArtifactSpec("models:/secretmodel/1"), ArtifactSpec("models:/tok/1"), device=CPU
+        )
+    message = str(caught.value)
+    assert message.startswith("cannot load 'models:/secretmodel/1': MLflow registry: ")
+    assert "MLFLOW_TRACKING_URI and MLFLOW_REGISTRY_URI are unset" in message
+    app = loaded_app(make_settings(mode="auto", model_id="models:/secretmodel/1"))
+    reason = app.test_client().get("/models").get_json()["fallback_reason"]
+    assert_redacted(reason, str(tmp_path))
+    assert reason.startswith("ModelLoadError: cannot load 'models:/secretmodel/1': MLflow registry")
+
+
+def test_a_tracking_servers_credentials_stay_out_of_the_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An MLflow tracking server at a closed loopback port, its URL with a password: the load
+    error names the server without it."""
+    pytest.importorskip("mlflow")
+    with refusing_port() as closed_port:
+        store = f"http://kronos:{HUB_PASSWORD_CANARY}@127.0.0.1:{closed_port}"
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+        monkeypatch.setenv("MLFLOW_REGISTRY_URI", store)
+        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+        monkeypatch.setenv("MLFLOW_ENABLE_TELEMETRY", "false")
+        with pytest.raises(ModelLoadError) as caught:
+            load_artifacts(
+                ArtifactSpec("models:/secretmodel/1"), ArtifactSpec("models:/tok/1"), device=CPU
+            )
+    message = str(caught.value)
+    assert message.startswith("cannot load 'models:/secretmodel/1': MLflow registry: ")
+    assert HUB_PASSWORD_CANARY not in message and "are unset" not in message

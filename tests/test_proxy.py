@@ -237,6 +237,49 @@ def test_a_body_over_the_limit_is_a_413_problem_with_the_request_id(
     assert f"{MAX_BODY_BYTES}-byte limit (KRONOS_MAX_BODY_BYTES)" in problem["detail"]
 
 
+def _raw_exchange(port: int, sent: bytes) -> tuple[bytes, bytes]:
+    """(head, body) of the answer to the bytes `sent` on a fresh connection."""
+    answer = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
+        connection.sendall(sent)
+        try:
+            while chunk := connection.recv(65536):
+                answer += chunk
+        except ConnectionResetError:
+            pass
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return head, body
+
+
+@pytest.mark.parametrize(
+    ("sent", "status"),
+    [
+        (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+        (b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 20000 + b"\r\n\r\n", 431),
+        (  # five 7 KB header lines: each fits nginx's 8 KiB buffer, not all in its 32 KiB
+            b"GET /health HTTP/1.1\r\nHost: x\r\n"
+            + b"".join(b"X-Many-%d: %s\r\n" % (i, b"c" * 7000) for i in range(5))
+            + b"\r\n",
+            431,
+        ),
+        (b"NOT HTTP AT ALL\r\n\r\n", 400),
+    ],
+    ids=["uri-9000", "header-20k", "headers-over-32k", "garbage"],
+)
+def test_nginx_s_own_refusals_are_problems_with_a_request_id(
+    proxied: ProxiedServer, sent: bytes, status: int
+) -> None:
+    """What nginx refuses before reading a request whole (the app never sees it) is a
+    problem+json with an X-Request-ID as well, not nginx's HTML page."""
+    head, body = _raw_exchange(proxied.port, sent)
+    assert head.startswith(b"HTTP/1.1 %d" % status), head[:300]
+    assert b"Content-Type: application/problem+json" in head
+    request_id = re.search(rb"X-Request-ID: ([0-9a-f]{32})(?:\r|$)", head)
+    assert request_id, head
+    problem = json.loads(body)
+    assert problem["status"] == status and problem["request_id"] == request_id[1].decode()
+
+
 @pytest.mark.parametrize(
     ("sent", "kept"),
     [("client-trace-1", True), ("not safe <id>", False), ("x" * 65, False)],

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from kronos_integration.redact import MAX_DETAIL_CHARS, PATH_MASK, mask_secrets, redact_detail
+from kronos_integration.redact import (
+    MAX_DETAIL_CHARS,
+    PATH_MASK,
+    mask_secrets,
+    redact_detail,
+    strip_userinfo,
+)
 
 KEPT = "cannot load 'NeoQuasar/Kronos-small' from http://127.0.0.1:9/api/models: 1/3 config.json"
 
@@ -23,7 +29,21 @@ KEPT = "cannot load 'NeoQuasar/Kronos-small' from http://127.0.0.1:9/api/models:
         ("[Errno 2] No such file: '/srv/a/config.json'.", "[Errno 2] No such file: '<path>'."),
         ("in ~/models/x, ./local/y and ../up/z", "in <path>, <path> and <path>"),
         (r"at C:\Users\me\model.bin and \\share\models", "at <path> and <path>"),
-        ("from file:///srv/weights.bin", "from <path>"),
+        ("from file:///srv/weights.bin", "from file:<path>"),
+        ("at file:/srv/weights.bin.", "at file:<path>."),
+        # A path inside any URI with no host (MLflow's default store, SQLAlchemy's relative form).
+        (
+            "UnsupportedModelRegistryStoreURIException: got unsupported URI "
+            "'sqlite:////tmp/pytest-of-me/p/mlflow.db' for model registry data storage.",
+            "UnsupportedModelRegistryStoreURIException: got unsupported URI "
+            "'sqlite:<path>' for model registry data storage.",
+        ),
+        ("store sqlite:///mlflow.db, postgresql:///db", "store sqlite:<path>, postgresql:<path>"),
+        # A URL's credentials go; its host and path stay.
+        (
+            "hub http://user:pa55word@127.0.0.1:9/api/models unreachable",
+            "hub http://127.0.0.1:9/api/models unreachable",
+        ),
         ("got tensor([[0.1, 0.2], [0.3, 0.4]]) here", "got tensor(…) here"),
         ("got tensor([[0.1, 0.2],", "got tensor(…)"),
         (
@@ -52,3 +72,19 @@ def test_secrets_are_masked_longest_first():
     assert mask_secrets("token hf_abc and hf_abcdef", ["hf_abc", "hf_abcdef", None]) == (
         "token *** and ***"
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "stripped"),
+    [
+        ("http://user:pa55word@127.0.0.1:9", "http://127.0.0.1:9"),
+        (
+            "see https://tok@hub.example/x?a=b@c and ftp://u@h/",
+            "see https://hub.example/x?a=b@c and ftp://h/",
+        ),
+        ("mail user@example.com, repo owner/name", "mail user@example.com, repo owner/name"),
+    ],
+)
+def test_url_credentials_are_stripped_everywhere_a_secret_is_masked(text, stripped):
+    assert strip_userinfo(text) == stripped
+    assert mask_secrets(text, []) == stripped

@@ -83,7 +83,7 @@ def _batch_result(index: int, item: ForecastRequest | InvalidItem) -> dict[str, 
         result = forecast(item)
     except (ProblemError, ForecastError) as error:
         problem = error if isinstance(error, ProblemError) else as_problem(error)
-        body = problem_body(problem.status, problem.title, problem.detail, problem.errors)
+        body = problem.body()
         return {"index": index, "status": problem.status, "result": None, "error": body}
     except Exception:
         body = problem_body(500, "Internal Server Error", "This item failed unexpectedly.")
