@@ -26,7 +26,7 @@ from kronos_integration.backends import LoadedBackend, load_backend
 from kronos_integration.backends.base import Backend, BackendInfo, BatchingBackend
 from kronos_integration.backends.gate import gated
 from kronos_integration.batching import Batcher, BatchObserver
-from kronos_integration.errors import BackendNotReadyError, InvalidRequestError
+from kronos_integration.errors import BackendNotReadyError
 from kronos_integration.evaluation.runner import BacktestRun, backtest_request
 from kronos_integration.history import HistorySource, configured_sources, resolve_history
 from kronos_integration.pipeline import ForecastResult, run_forecast, warm_up
@@ -35,9 +35,6 @@ from kronos_integration.request import BacktestRequest, ForecastRequest
 logger = logging.getLogger(__name__)
 
 EXTENSION_KEY = "kronos.state"
-NO_ORIGIN_PREFIX = "backtest: "
-"""How `evaluation.backtest.run_backtest` starts its refusal of a history that leaves no origin
-(window + the longest horizon do not fit); `backtest_request` files it under `candles`."""
 
 
 class WorkerState:
@@ -132,30 +129,14 @@ class WorkerState:
     def backtest(self, request: BacktestRequest, deadline: float | None = None) -> BacktestRun:
         """Resolve the request's history and backtest the serving backend on it; the summary says
         what served (`backend.fallback_reason`) and where the history came from
-        (`history_source`: `request`, `data_dir` or `synthetic`, i.e. made up).
-
-        A history the backtest cannot use is filed under what the client can change: `window`
-        when it set one and the history leaves no origin, the candles it sent, else the
-        instrument whose stored history it is (never `candles` when none were sent). A stored
-        file no forecast could use is the operator's `StoredHistoryError`."""
+        (`history_source`: `request`, `data_dir` or `synthetic`, i.e. made up). A history the
+        backtest cannot use is filed under the field the client can change (`backtest_request`);
+        a stored file no forecast could use is the operator's `StoredHistoryError`."""
         backend = self.backend
-        try:
-            history = resolve_history(request.instrument, request.candles, self.history_sources)
-            run = backtest_request(
-                self.forecaster or backend,
-                history,
-                request,
-                self.settings.forecast,
-                deadline=deadline,
-            )
-        except InvalidRequestError as error:
-            if error.field != "candles":
-                raise
-            if request.window is not None and error.message.startswith(NO_ORIGIN_PREFIX):
-                raise InvalidRequestError("window", error.message) from None
-            if request.candles is None:
-                raise InvalidRequestError(request.instrument_type, error.message) from None
-            raise
+        history = resolve_history(request.instrument, request.candles, self.history_sources)
+        run = backtest_request(
+            self.forecaster or backend, history, request, self.settings.forecast, deadline=deadline
+        )
         run.summary["backend"]["fallback_reason"] = self.fallback_reason
         run.summary["history_source"] = history.source
         return run

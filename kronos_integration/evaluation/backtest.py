@@ -88,6 +88,10 @@ def rolling_origins(
     return plan
 
 
+class NoOriginError(ValueError):
+    """The series leaves no origin: too few bars for the window and the longest horizon."""
+
+
 def run_backtest(
     candles: pd.DataFrame,
     models: Mapping[str, PathForecaster],
@@ -99,11 +103,11 @@ def run_backtest(
     """Forecast every origin with every model and keep what scoring needs.
 
     `progress(done, total)` is called with origins forecast so far after each batch (e.g. to
-    move a progress bar). Raises ValueError when the series is too short for one origin.
+    move a progress bar). Raises NoOriginError when the series is too short for one origin.
     """
     plan = rolling_origins(candles, calendar, config)
     if not plan:
-        raise ValueError(
+        raise NoOriginError(
             f"backtest: {len(candles)} bars leave no origin with {config.window} bars of history "
             f"and {max(config.horizon_days)} sessions after it"
         )

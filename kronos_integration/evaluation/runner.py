@@ -26,6 +26,7 @@ from kronos_integration.errors import DeadlineExceededError, InvalidRequestError
 from kronos_integration.evaluation.backtest import (
     BacktestConfig,
     ConfidenceFn,
+    NoOriginError,
     run_backtest,
     score_frame,
     summarize,
@@ -120,8 +121,8 @@ def backtest_request(
     """`backtest_backend` for `request` on its resolved `history`, on the calendar a forecast of
     it would use, with `settings.lookback` bars per forecast unless the request says otherwise.
 
-    Raises InvalidRequestError (an unknown calendar; a history too short for one origin) and
-    DeadlineExceededError.
+    Raises InvalidRequestError (an unknown calendar; a history too short for one origin, filed
+    under `window`, `candles` or the instrument: `_history_field`) and DeadlineExceededError.
     """
     isin = request.instrument if request.instrument_type == "isin" else None
     calendar = trading_calendar(history, request.calendar, isin)
@@ -143,5 +144,15 @@ def backtest_request(
         )
     except TimeoutError as error:
         raise DeadlineExceededError(str(error)) from error
+    except NoOriginError as error:  # filed under what the client can change
+        raise InvalidRequestError(_history_field(request, window_set=True), str(error)) from None
     except ValueError as error:
-        raise InvalidRequestError("candles", str(error)) from None
+        raise InvalidRequestError(_history_field(request, window_set=False), str(error)) from None
+
+
+def _history_field(request: BacktestRequest, *, window_set: bool) -> str:
+    """The request field a refused history is filed under: the window the client chose (when
+    that is what left no origin), the candles it sent, else the instrument it named."""
+    if window_set and request.window is not None:
+        return "window"
+    return "candles" if request.candles is not None else request.instrument_type
