@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from benchmarks.live_server import LiveServer, refusing_port, request
+from kronos_integration.config import ForecastSettings
 from tests.canaries import API_KEY_CANARIES, HF_TOKEN_CANARY, SECRETS
 from tests.support import SEED_REQUEST
 
@@ -54,11 +55,12 @@ def sample_value(exposition: str, sample: str) -> float:
 
 def test_metrics_add_up_over_both_workers(server):
     before = request(server.port, "GET", "/metrics", headers=authorised())[2].decode()
-    per_answer = {  # what each answered seed request (8 paths, 5 daily bars) adds
+    paths = ForecastSettings.default_sample_count  # the seed request asks for the default
+    per_answer = {  # what each answered seed request (5 daily bars) adds
         'kronos_http_requests_total{endpoint="/predict",method="POST",status="200"}': 1,
         'kronos_inference_duration_seconds_count{mode="simulated"}': 1,
-        'kronos_forecast_samples_total{mode="simulated"}': 8,
-        'kronos_forecast_bars_total{mode="simulated"}': 8 * 5,
+        'kronos_forecast_samples_total{mode="simulated"}': paths,
+        'kronos_forecast_bars_total{mode="simulated"}': paths * 5,
     }
     start = {
         sample: sample_value(before, sample) if sample in before else 0.0 for sample in per_answer

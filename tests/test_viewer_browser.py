@@ -757,7 +757,7 @@ def test_a_backtest_after_a_forecast_fits_its_limits_to_the_short_history(page, 
     )
     body = {"isin": DATA_DIR_ISIN, "origins": 30, "samples": 16}
     refused = api_answer(server, {**body, "horizon_days": [1, 5, 20]}, "/backtest", status=422)
-    assert "no origin" in " ".join(refused["errors"]["candles"])
+    assert "no origin" in " ".join(refused["errors"]["isin"])  # the stored history's instrument
     expected = api_answer(server, {**body, "horizon_days": [1, 5], "window": 44}, "/backtest")
     assert expected["origins"] == 30
     rows = backtest_rows(page)
