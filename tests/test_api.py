@@ -838,7 +838,26 @@ def test_an_isin_takes_its_exchanges_calendar_and_skips_holidays(client):
 def test_an_unknown_calendar_names_the_field(client):
     request = with_candles(make_candles(60), calendar="XXXX")
     body = assert_problem(client.post("/predict", json=request), 422, "calendar")
+    assert body["errors"]["calendar"][0].startswith("unknown 'XXXX'; use an exchange MIC")
     assert "XNYS" in body["errors"]["calendar"][0]
+    assert body["detail"].startswith("calendar: unknown 'XXXX'")  # the detail reads alone
+
+
+MIXED_OFFSETS = candle_records(make_candles(40))
+MIXED_OFFSETS[0] = {**MIXED_OFFSETS[0], "timestamp": MIXED_OFFSETS[0]["timestamp"] + "Z"}
+
+
+@pytest.mark.parametrize(
+    ("candles", "message"),
+    [
+        (MIXED_OFFSETS, "timestamps mix UTC offsets with times that have none"),
+        (candle_records(make_candles(5)), "too little history, 5 bars given"),
+    ],
+)
+def test_a_field_message_does_not_repeat_the_fields_name(client, candles, message):
+    request = {"isin": SEED_REQUEST["isin"], "horizon_days": 1, "candles": candles}
+    body = assert_problem(client.post("/predict", json=request), 422, "candles")
+    assert body["errors"]["candles"][0].startswith(message)
 
 
 def test_a_file_missing_from_the_data_folder_is_a_404_naming_it_in_every_mode(tmp_path):
