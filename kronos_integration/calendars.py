@@ -259,6 +259,14 @@ class ExchangeTradingCalendar:
             raise ValueError(f"calendar {self._name}: fewer than {count} sessions after {day}")
         return pd.DatetimeIndex(labels)
 
+    def sessions_through(self, day: pd.Timestamp, count: int) -> pd.DatetimeIndex:
+        """The labels (dates) of the `count` sessions up to and including the date `day`."""
+        end = pd.Timestamp(day).normalize()
+        labels = self.schedule(end - pd.Timedelta(days=2 * count + 31), end).index[-count:]
+        if len(labels) < count:
+            raise ValueError(f"calendar {self._name}: fewer than {count} sessions through {day}")
+        return pd.DatetimeIndex(labels)
+
     def future_sessions(
         self, timestamps: pd.DatetimeIndex, count: int, max_bars: int | None = None
     ) -> FutureSessions:
