@@ -3,6 +3,7 @@ Kronos checkpoints, auto falling back from a model folder that does not exist)."
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import logging
@@ -442,6 +443,40 @@ def test_a_body_that_is_not_declared_json_is_415_not_missing_fields(
     detail = assert_problem(response, 415)["detail"]
     assert "application/json" in detail
     assert (content_type or "no Content-Type") in detail
+
+
+@pytest.mark.parametrize("path", ["/predict", "/backtest"])
+def test_a_compressed_body_is_415_naming_the_encoding_not_a_utf8_error(client, path):
+    body = gzip.compress(json.dumps(SEED_REQUEST).encode())
+    response = client.post(
+        path, data=body, content_type="application/json", headers={"Content-Encoding": "gzip"}
+    )
+    detail = assert_problem(response, 415)["detail"]
+    assert "content encoding 'gzip' is not supported" in detail and "UTF-8" not in detail
+    assert response.headers["Accept-Encoding"] == "identity"
+    plain = json.dumps(SEED_REQUEST)
+    identity = {"Content-Encoding": "identity"}
+    response = client.post(
+        "/predict", data=plain, content_type="application/json", headers=identity
+    )
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("charset", ["latin-1", "utf-16", "us-ascii"])
+def test_a_body_declared_in_another_charset_is_415_naming_it(client, charset):
+    text = json.dumps({**SEED_REQUEST, "calendar": "XNYS"})
+    response = client.post(
+        "/predict", data=text.encode(), content_type=f"application/json; charset={charset}"
+    )
+    detail = assert_problem(response, 415)["detail"]
+    assert f"charset '{charset}' is not supported" in detail
+
+
+@pytest.mark.parametrize("charset", ["utf-8", "UTF-8"])
+def test_a_body_declared_utf8_is_read(client, charset):
+    content_type = f"application/json; charset={charset}"
+    response = client.post("/predict", data=json.dumps(SEED_REQUEST), content_type=content_type)
+    assert response.status_code == 200
 
 
 def test_an_unknown_path_is_404_whatever_the_body(client):
