@@ -8,6 +8,7 @@ import {
   calendarText,
   cell,
   clearErrors,
+  durationText,
   fact,
   fieldValue,
   headerRow,
@@ -279,7 +280,7 @@ function showFacts(answer) {
     fact("Current price", answer.current_price.toFixed(priceDigits(answer.current_price))),
     fact("Samples", String(meta.sample_count)),
     fact("Seed", String(meta.seed)),
-    fact("Bar interval", meta.bar_interval),
+    fact("Bar interval", durationText(meta.bar_interval)),
     fact("Answered in", `${meta.elapsed_ms} ms`),
   ];
   if (meta.calendar != null) facts.splice(2, 0, fact("Calendar", calendarText(meta.calendar)));
