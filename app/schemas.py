@@ -505,6 +505,14 @@ class PredictMetadataSchema(Schema):
     bar_interval = fields.String(required=True, metadata={"description": "ISO 8601 duration."})
     calendar = fields.Nested(CalendarInfoSchema, required=True)
     calibration = fields.Nested(CalibrationInfoSchema, required=True)
+    warnings = fields.List(
+        fields.String(),
+        required=True,
+        metadata={
+            "description": "What looks wrong but was forecast anyway, as sentences (empty: "
+            "nothing), e.g. history bars outside the calendar's sessions."
+        },
+    )
     sample_count = fields.Integer(required=True)
     seed = fields.Integer(required=True)
     temperature = fields.Float(required=True)

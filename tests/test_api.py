@@ -870,6 +870,20 @@ def test_an_isin_takes_its_exchanges_calendar_and_skips_holidays(client):
     assert dates == ["2025-11-28", "2025-12-01", "2025-12-02"]
 
 
+def test_history_outside_the_calendars_sessions_is_forecast_with_a_warning(client):
+    holiday = make_candles(78, freq="5min", start="2024-01-01 09:30", seed=2)  # New Year's Day
+    request = {"symbol": "X", "horizon_days": 1, "calendar": "XNYS", "seed": 1}
+    body = client.post("/predict", json={**request, "candles": candle_records(holiday)}).get_json()
+    assert body["metadata"]["warnings"] == [
+        "78 of the 78 history bars the model saw fall outside the sessions of the calendar XNYS "
+        "(holidays, weekends or closed hours): check the timestamps and the calendar"
+    ]
+    assert PredictResponseSchema().validate(body) == {}
+    trading = make_candles(78, freq="5min", start="2024-01-02 09:30", seed=2)
+    body = client.post("/predict", json={**request, "candles": candle_records(trading)}).get_json()
+    assert body["metadata"]["warnings"] == []
+
+
 def test_an_unknown_calendar_names_the_field(client):
     request = with_candles(make_candles(60), calendar="XXXX")
     body = assert_problem(client.post("/predict", json=request), 422, "calendar")
