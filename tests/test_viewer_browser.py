@@ -504,6 +504,20 @@ def test_submitting_updates_the_address_and_back_shows_the_earlier_forecast(page
     assert len(table_rows(page)) == 2
 
 
+def test_the_answers_warnings_are_shown(page, server):
+    open_page(page, server, "isin=US67066G1040&horizon_days=1&seed=1")
+    assert page.execute_script("return document.getElementById('answer-warnings').hidden")
+    # The FX week's round-the-clock hours, forecast on the NYSE's calendar: most bars lie outside.
+    open_page(page, server, f"symbol={FX_SYMBOL}&calendar=XNYS&horizon_days=1&seed=1")
+    request = {"symbol": FX_SYMBOL, "calendar": "XNYS", "horizon_days": 1}
+    (warning,) = api_answer(server, request)["metadata"]["warnings"]
+    shown = page.execute_script(
+        "const box = document.getElementById('answer-warnings');"
+        "return [box.hidden, box.textContent]"
+    )
+    assert shown == [False, f"Warning: {warning}."]
+
+
 def test_the_bar_interval_is_shown_in_words(page, server):
     open_page(page, server, "isin=US67066G1040&horizon_days=1&seed=1")
     assert facts(page)["Bar interval"] == "1 day"

@@ -298,6 +298,9 @@ function showFacts(answer) {
   fallback.textContent = meta.fallback_reason
     ? `Fallback: the Kronos model could not be used, the simulator answered. Reason: ${meta.fallback_reason}`
     : "";
+  const warnings = document.getElementById("answer-warnings");
+  warnings.hidden = !meta.warnings.length;
+  warnings.textContent = meta.warnings.map((warning) => `Warning: ${warning}.`).join(" ");
 }
 
 function factor(value) {
