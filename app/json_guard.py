@@ -1,5 +1,7 @@
-"""Strict JSON bodies: a body not declared JSON is refused (415); duplicate keys, NaN/Infinity
-literals, integer literals too long to convert and absurd nesting are refused (400).
+"""Strict JSON bodies: a body not declared JSON, declared in a charset other than UTF-8, or sent
+with a `Content-Encoding` (gzip, …: nothing here or in nginx decompresses it) is refused (415);
+duplicate keys, NaN/Infinity literals, integer literals too long to convert and absurd nesting are
+refused (400).
 
 Python's ``json`` module silently keeps the last of duplicate keys, accepts ``NaN`` and
 ``Infinity``, raises ``RecursionError`` on a body nested a hundred thousand levels deep and a
@@ -27,6 +29,7 @@ from app.errors import problem
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _JSON = "application/json"
+_IDENTITY = "identity"
 _STRING_OR_CONSTANT = re.compile(r'"(?:[^"\\]|\\.)*"|(-?Infinity|NaN)')
 """A JSON string (skipped whole, so a "NaN" inside one is no match) or a non-number literal."""
 
@@ -155,19 +158,46 @@ def strict_body() -> Any:
     return value
 
 
+def _unsupported_media() -> Response | None:
+    """415 for a body with a content coding, not declared JSON, or in a charset other than
+    UTF-8 (RFC 8259 JSON is UTF-8; the body is never decoded as anything else)."""
+    coding = request.headers.get("Content-Encoding", "").strip()
+    if coding and coding.lower() != _IDENTITY:
+        return problem(
+            415,
+            "Unsupported Media Type",
+            f"The content encoding {coding[:64]!r} is not supported: send the body uncompressed "
+            f"(no Content-Encoding, or '{_IDENTITY}').",
+            headers={"Accept-Encoding": _IDENTITY},  # RFC 9110 §15.5.16
+        )
+    if not request.is_json:
+        got = repr(request.mimetype) if request.mimetype else "no Content-Type"
+        return problem(
+            415,
+            "Unsupported Media Type",
+            f"The request body must be JSON sent with 'Content-Type: {_JSON}' (got {got}).",
+        )
+    charset = request.mimetype_params.get("charset")
+    if charset is not None and charset.lower() != "utf-8":
+        return problem(
+            415,
+            "Unsupported Media Type",
+            f"The charset {charset[:64]!r} is not supported: JSON bodies are UTF-8 "
+            f"('Content-Type: {_JSON}' or '{_JSON}; charset=utf-8').",
+        )
+    return None
+
+
 def check_body() -> Response | None:
-    """Before-request hook: 415 for a body not sent as JSON, 400 for JSON it refuses."""
+    """Before-request hook: 415 for a body not sent as plain UTF-8 JSON (`_unsupported_media`),
+    400 for JSON it refuses."""
     if request.method not in _BODY_METHODS or request.url_rule is None:
         return None  # no body to read, or a 404/405 to answer
     if not request_body().strip():
         return None  # the schemas answer a missing body
-    if not request.is_json:
-        return problem(
-            415,
-            "Unsupported Media Type",
-            f"The request body must be JSON sent with 'Content-Type: {_JSON}'"
-            f" (got {repr(request.mimetype) if request.mimetype else 'no Content-Type'}).",
-        )
+    refused = _unsupported_media()
+    if refused is not None:
+        return refused
     try:
         strict_body()
     except StrictJSONError as error:

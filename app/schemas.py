@@ -26,6 +26,7 @@ from marshmallow import (
 
 from app.settings import Settings
 from kronos_integration.candles import MIN_HISTORY_BARS, candles_from_records
+from kronos_integration.errors import field_message
 from kronos_integration.forecast import DEFAULT_QUANTILES
 from kronos_integration.isin import validate_isin
 from kronos_integration.request import BacktestRequest, ForecastRequest
@@ -172,7 +173,7 @@ class InstrumentSchema(Schema):
         try:
             candles = candles_from_records(data["candles"]) if "candles" in data else None
         except ValueError as error:
-            raise ValidationError({"candles": [str(error)]}) from None
+            raise ValidationError({"candles": [field_message("candles", str(error))]}) from None
         instrument_type: Literal["isin", "symbol"] = "isin" if "isin" in data else "symbol"
         return {
             "instrument": data[instrument_type],
@@ -504,6 +505,14 @@ class PredictMetadataSchema(Schema):
     bar_interval = fields.String(required=True, metadata={"description": "ISO 8601 duration."})
     calendar = fields.Nested(CalendarInfoSchema, required=True)
     calibration = fields.Nested(CalibrationInfoSchema, required=True)
+    warnings = fields.List(
+        fields.String(),
+        required=True,
+        metadata={
+            "description": "What looks wrong but was forecast anyway, as sentences (empty: "
+            "nothing), e.g. history bars outside the calendar's sessions."
+        },
+    )
     sample_count = fields.Integer(required=True)
     seed = fields.Integer(required=True)
     temperature = fields.Float(required=True)

@@ -120,6 +120,10 @@ class TradingCalendar(Protocol):
         more than a bounded number of them."""
         ...
 
+    def outside_sessions(self, timestamps: pd.DatetimeIndex) -> int:
+        """How many of a history's bars `timestamps` fall outside the calendar's sessions."""
+        ...
+
 
 @dataclass(frozen=True)
 class ResolvedCalendar:
@@ -259,6 +263,14 @@ class ExchangeTradingCalendar:
             raise ValueError(f"calendar {self._name}: fewer than {count} sessions after {day}")
         return pd.DatetimeIndex(labels)
 
+    def sessions_through(self, day: pd.Timestamp, count: int) -> pd.DatetimeIndex:
+        """The labels (dates) of the `count` sessions up to and including the date `day`."""
+        end = pd.Timestamp(day).normalize()
+        labels = self.schedule(end - pd.Timedelta(days=2 * count + 31), end).index[-count:]
+        if len(labels) < count:
+            raise ValueError(f"calendar {self._name}: fewer than {count} sessions through {day}")
+        return pd.DatetimeIndex(labels)
+
     def future_sessions(
         self, timestamps: pd.DatetimeIndex, count: int, max_bars: int | None = None
     ) -> FutureSessions:
@@ -280,6 +292,19 @@ class ExchangeTradingCalendar:
             _like(rest.bars(), timestamps, zone),
             tuple(_like(s.bars(), timestamps, zone) for s in sessions),
         )
+
+    def outside_sessions(self, timestamps: pd.DatetimeIndex) -> int:
+        """Daily bars on a date that is no session, intraday bars outside every session's hours
+        (open to close, tz-naive bars read in the zone `future_sessions` reads them in); one
+        vectorised pass over a schedule of the bars' span."""
+        wall = timestamps.tz_localize(None) if timestamps.tz is not None else timestamps
+        day = pd.Timedelta(days=1)
+        schedule = self.schedule(wall[0].normalize() - 3 * day, wall[-1].normalize() + 3 * day)
+        if infer_bar_interval(timestamps) >= day:
+            return len(wall) - int(np.isin(wall.normalize(), schedule.index).sum())
+        utc, _ = self._as_utc(timestamps, schedule)
+        known = utc[utc.notna()]  # NaT: a wall-clock time daylight saving skips or repeats
+        return len(known) - int(_SessionFit.inside(known, schedule).sum())
 
     def _as_utc(
         self, recent: pd.DatetimeIndex, schedule: pd.DataFrame
@@ -314,10 +339,15 @@ class _SessionFit:
         return stamps, opens[session], closes[session]
 
     @classmethod
+    def inside(cls, utc: pd.DatetimeIndex, schedule: pd.DataFrame) -> np.ndarray:
+        """Per bar, whether it lies within [open, close] of a session (bool, one per bar)."""
+        stamps, opens, closes = cls._positions(utc, schedule)
+        return (stamps >= opens) & (stamps <= closes)
+
+    @classmethod
     def inside_share(cls, utc: pd.DatetimeIndex, schedule: pd.DataFrame) -> float:
         """Share of bars within [open, close] of a session."""
-        stamps, opens, closes = cls._positions(utc, schedule)
-        return float(np.mean((stamps >= opens) & (stamps <= closes)))
+        return float(np.mean(cls.inside(utc, schedule)))
 
     @classmethod
     def measure(
@@ -475,6 +505,11 @@ class HistoryCalendar:
                 s.tz_localize(zone, nonexistent="shift_forward", ambiguous=True) for s in sessions
             ]
         return FutureSessions(rest, tuple(sessions))
+
+    def outside_sessions(self, timestamps: pd.DatetimeIndex) -> int:
+        """None: the sessions are the ones these bars trade (a bar the inference left out is
+        one that too few weeks or days share, not a closed market's)."""
+        return 0
 
     def _bars(self, window_start: pd.Timestamp) -> pd.DatetimeIndex:
         """Wall-clock bars of the traded slots in [window_start, window_start + 1 day)."""

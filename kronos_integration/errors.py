@@ -9,13 +9,20 @@ class ForecastError(Exception):
     """Base class: a forecast that cannot be answered, with a message a client may read."""
 
 
+def field_message(field: str, message: str) -> str:
+    """`message` as filed under `field`: without a leading `<field>: `, which the library's
+    `ValueError`s carry so that they read alone (on the command line, in a problem's detail)."""
+    return message.removeprefix(f"{field}: ")
+
+
 class InvalidRequestError(ForecastError, ValueError):
-    """The request (or the history it names) cannot be forecast; `field` names the culprit."""
+    """The request (or the history it names) cannot be forecast; `field` names the culprit,
+    `message` says what is wrong with it (`field_message`), `str()` is the whole sentence."""
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
         self.field = field
-        self.message = message
+        self.message = field_message(field, message)
 
 
 class HistoryNotFoundError(ForecastError, LookupError):

@@ -17,14 +17,14 @@ import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 import pandas as pd
 
-from kronos_integration.calendars import HISTORY, exchange_calendar
+from kronos_integration.calendars import COUNTRY_CALENDARS, HISTORY, exchange_calendar
 from kronos_integration.candles import read_candles_file, validate_candles
 from kronos_integration.config import ForecastSettings
 from kronos_integration.errors import HistoryNotFoundError, InvalidRequestError, StoredHistoryError
@@ -119,7 +119,7 @@ class DataFolder:
 
 
 class SyntheticHistory:
-    """`synthetic_history` ending on the last business day before today (see that function)."""
+    """`synthetic_history` ending on the last session before today (see that function)."""
 
     name = "synthetic"
 
@@ -135,8 +135,8 @@ class SyntheticHistory:
         return cls() if allowed else None
 
     def load(self, instrument: str) -> History:
-        last_day = (pd.Timestamp(self.today()) - pd.offsets.BDay(1)).date()
-        return History(validate_candles(synthetic_history(instrument, end=last_day)), self.name)
+        yesterday = self.today() - timedelta(days=1)
+        return History(validate_candles(synthetic_history(instrument, end=yesterday)), self.name)
 
     def looked_for(self, instrument: str) -> str:
         return "synthetic history"
@@ -187,7 +187,9 @@ def resolve_history(
 
 def synthetic_history(isin: str, *, end: date, bars: int = SYNTHETIC_BARS) -> pd.DataFrame:
     """Daily candles that are the same for the same ISIN: a geometric random walk with 1.5 %
-    daily volatility, seeded by the ISIN, ending at `end` with a close of 100.0."""
+    daily volatility, seeded by the ISIN, on the sessions of the ISIN country's exchange
+    (`COUNTRY_CALENDARS`: the calendar its forecast follows unless one is named; other ISINs and
+    symbols: weekdays), the last on or before `end` with a close of 100.0."""
     seed = int.from_bytes(hashlib.sha256(isin.encode()).digest()[:8], "little")
     rng = np.random.default_rng(seed)
     log_returns = rng.normal(0.0003, 0.015, bars)
@@ -199,6 +201,14 @@ def synthetic_history(isin: str, *, end: date, bars: int = SYNTHETIC_BARS) -> pd
     low = np.minimum(open_, close) * np.exp(-np.abs(rng.normal(0.0, 0.006, bars)))
     volume = np.round(rng.lognormal(13.0, 0.35, bars))
     amount = volume * (open_ + high + low + close) / 4
-    index = pd.bdate_range(end=pd.Timestamp(end), periods=bars, name="timestamp")
+    index = _synthetic_sessions(isin, pd.Timestamp(end), bars).rename("timestamp")
     columns = {"open": open_, "high": high, "low": low, "close": close}
     return pd.DataFrame({**columns, "volume": volume, "amount": amount}, index=index)
+
+
+def _synthetic_sessions(isin: str, end: pd.Timestamp, bars: int) -> pd.DatetimeIndex:
+    """The `bars` sessions through `end` of the ISIN country's exchange, else weekdays."""
+    exchange = COUNTRY_CALENDARS.get(isin[:2].upper())
+    if exchange is None:
+        return pd.bdate_range(end=end, periods=bars)
+    return exchange_calendar(exchange).sessions_through(end, bars)

@@ -62,6 +62,8 @@ class ForecastResult:
             `isin`, `history`).
         calibration: whether and how the bands were calibrated (`conformal.ConformalFit.metadata`
             or `conformal.not_requested()`, plus `elapsed_ms`).
+        warnings: what the answer was given that looks wrong but was forecast anyway (sentences;
+            `history_warnings`).
         elapsed_s, backend_s: seconds for the whole pipeline, and in the backend.
     """
 
@@ -76,6 +78,7 @@ class ForecastResult:
     sampling: Sampling
     calendar: dict[str, str]
     calibration: dict[str, Any]
+    warnings: list[str]
     fallback_reason: str | None
     elapsed_s: float
     backend_s: float
@@ -109,6 +112,7 @@ class ForecastResult:
             "bar_interval": str(pd.Timedelta(self.grid.bar_interval).isoformat()),
             "calendar": self.calendar,
             "calibration": self.calibration,
+            "warnings": self.warnings,
             "sample_count": sampling.sample_count,
             "seed": sampling.seed,
             "temperature": sampling.temperature,
@@ -185,6 +189,7 @@ def run_forecast(
         sampling=sampling,
         calendar={"name": calendar[0].name, "source": calendar[1]},
         calibration=calibration,
+        warnings=history_warnings(pd.DatetimeIndex(task.candles.index), calendar[0]),
         fallback_reason=fallback_reason,
         elapsed_s=time.perf_counter() - started,
         backend_s=backend_s,
@@ -223,6 +228,19 @@ def warm_up(backend: Backend) -> ForecastResult:
     history = History(validate_candles(candles), "synthetic")
     request = ForecastRequest(WARM_UP_INSTRUMENT, horizon_days=2, sample_count=1, seed=0)
     return run_forecast(backend, history, request, ForecastSettings())
+
+
+def history_warnings(timestamps: pd.DatetimeIndex, calendar: TradingCalendar) -> list[str]:
+    """What looks wrong in the bars the model saw (`timestamps`) for `calendar`: bars outside
+    its sessions (on holidays, weekends or in closed hours), which the model reads as trading."""
+    outside = calendar.outside_sessions(timestamps)
+    if not outside:
+        return []
+    return [
+        f"{outside} of the {len(timestamps)} history bars the model saw fall outside the "
+        f"sessions of the calendar {calendar.name} (holidays, weekends or closed hours): check "
+        "the timestamps and the calendar"
+    ]
 
 
 def trading_calendar(history: History, name: str | None, isin: str | None) -> ResolvedCalendar:

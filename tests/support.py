@@ -73,7 +73,8 @@ def state_of(app: Flask) -> WorkerState:
 
 
 def assert_problem(response: Any, status: int, field: str | None = None) -> dict[str, Any]:
-    """`response` is problem+json with `status`, the request id echoed, `field` in its errors."""
+    """`response` is problem+json with `status`, the request id echoed, `field` in its errors
+    (whose messages do not start with their field's name)."""
     assert response.status_code == status, response.get_data(as_text=True)
     assert response.mimetype == "application/problem+json"
     body: dict[str, Any] = response.get_json(force=True)
@@ -83,6 +84,9 @@ def assert_problem(response: Any, status: int, field: str | None = None) -> dict
         assert body["request_id"] == response.headers["X-Request-ID"]
     if field is not None:
         assert field in body["errors"], body
+    for name, messages in (body.get("errors") or {}).items():
+        if isinstance(messages, list):  # a field's messages do not repeat its name
+            assert not any(str(m).startswith(f"{name}: ") for m in messages), body
     return body
 
 

@@ -3,6 +3,7 @@ Kronos checkpoints, auto falling back from a model folder that does not exist)."
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import logging
@@ -444,6 +445,40 @@ def test_a_body_that_is_not_declared_json_is_415_not_missing_fields(
     assert (content_type or "no Content-Type") in detail
 
 
+@pytest.mark.parametrize("path", ["/predict", "/backtest"])
+def test_a_compressed_body_is_415_naming_the_encoding_not_a_utf8_error(client, path):
+    body = gzip.compress(json.dumps(SEED_REQUEST).encode())
+    response = client.post(
+        path, data=body, content_type="application/json", headers={"Content-Encoding": "gzip"}
+    )
+    detail = assert_problem(response, 415)["detail"]
+    assert "content encoding 'gzip' is not supported" in detail and "UTF-8" not in detail
+    assert response.headers["Accept-Encoding"] == "identity"
+    plain = json.dumps(SEED_REQUEST)
+    identity = {"Content-Encoding": "identity"}
+    response = client.post(
+        "/predict", data=plain, content_type="application/json", headers=identity
+    )
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("charset", ["latin-1", "utf-16", "us-ascii"])
+def test_a_body_declared_in_another_charset_is_415_naming_it(client, charset):
+    text = json.dumps({**SEED_REQUEST, "calendar": "XNYS"})
+    response = client.post(
+        "/predict", data=text.encode(), content_type=f"application/json; charset={charset}"
+    )
+    detail = assert_problem(response, 415)["detail"]
+    assert f"charset '{charset}' is not supported" in detail
+
+
+@pytest.mark.parametrize("charset", ["utf-8", "UTF-8"])
+def test_a_body_declared_utf8_is_read(client, charset):
+    content_type = f"application/json; charset={charset}"
+    response = client.post("/predict", data=json.dumps(SEED_REQUEST), content_type=content_type)
+    assert response.status_code == 200
+
+
 def test_an_unknown_path_is_404_whatever_the_body(client):
     assert_problem(client.post("/nowhere", data="{bad", content_type="application/json"), 404)
     assert_problem(client.post("/nowhere", data="x", content_type="text/plain"), 404)
@@ -835,10 +870,43 @@ def test_an_isin_takes_its_exchanges_calendar_and_skips_holidays(client):
     assert dates == ["2025-11-28", "2025-12-01", "2025-12-02"]
 
 
+def test_history_outside_the_calendars_sessions_is_forecast_with_a_warning(client):
+    holiday = make_candles(78, freq="5min", start="2024-01-01 09:30", seed=2)  # New Year's Day
+    request = {"symbol": "X", "horizon_days": 1, "calendar": "XNYS", "seed": 1}
+    body = client.post("/predict", json={**request, "candles": candle_records(holiday)}).get_json()
+    assert body["metadata"]["warnings"] == [
+        "78 of the 78 history bars the model saw fall outside the sessions of the calendar XNYS "
+        "(holidays, weekends or closed hours): check the timestamps and the calendar"
+    ]
+    assert PredictResponseSchema().validate(body) == {}
+    trading = make_candles(78, freq="5min", start="2024-01-02 09:30", seed=2)
+    body = client.post("/predict", json={**request, "candles": candle_records(trading)}).get_json()
+    assert body["metadata"]["warnings"] == []
+
+
 def test_an_unknown_calendar_names_the_field(client):
     request = with_candles(make_candles(60), calendar="XXXX")
     body = assert_problem(client.post("/predict", json=request), 422, "calendar")
+    assert body["errors"]["calendar"][0].startswith("unknown 'XXXX'; use an exchange MIC")
     assert "XNYS" in body["errors"]["calendar"][0]
+    assert body["detail"].startswith("calendar: unknown 'XXXX'")  # the detail reads alone
+
+
+MIXED_OFFSETS = candle_records(make_candles(40))
+MIXED_OFFSETS[0] = {**MIXED_OFFSETS[0], "timestamp": MIXED_OFFSETS[0]["timestamp"] + "Z"}
+
+
+@pytest.mark.parametrize(
+    ("candles", "message"),
+    [
+        (MIXED_OFFSETS, "timestamps mix UTC offsets with times that have none"),
+        (candle_records(make_candles(5)), "too little history, 5 bars given"),
+    ],
+)
+def test_a_field_message_does_not_repeat_the_fields_name(client, candles, message):
+    request = {"isin": SEED_REQUEST["isin"], "horizon_days": 1, "candles": candles}
+    body = assert_problem(client.post("/predict", json=request), 422, "candles")
+    assert body["errors"]["candles"][0].startswith(message)
 
 
 def test_a_file_missing_from_the_data_folder_is_a_404_naming_it_in_every_mode(tmp_path):

@@ -154,6 +154,23 @@ def test_history_calendar_finds_a_seven_day_daily_market():
     assert HistoryCalendar.infer(weekdays).weekdays == frozenset(range(5))
 
 
+def test_bars_outside_the_sessions_are_counted():
+    xnys = exchange_calendar("XNYS")
+    new_years_day = pd.date_range("2024-01-01 09:30", "2024-01-01 15:55", freq="5min")  # holiday
+    assert xnys.outside_sessions(new_years_day) == 78
+    trading = _session_bars("2024-01-02", "2024-01-06", "09:30", "15:55")  # Tuesday to Friday
+    assert xnys.outside_sessions(trading) == 0
+    assert xnys.outside_sessions(trading.tz_localize(NEW_YORK).tz_convert("UTC")) == 0
+    evenings = _session_bars("2024-01-02", "2024-01-06", "17:00", "18:55", tz=NEW_YORK)
+    assert xnys.outside_sessions(evenings) == len(evenings)  # after the close
+    # Read as the forecast reads them: tz-naive, these times fit the sessions in UTC.
+    assert xnys.outside_sessions(evenings.tz_localize(None)) == 0
+    daily = pd.bdate_range("2023-12-20", "2024-01-10")  # Christmas and New Year's Day
+    assert xnys.outside_sessions(daily) == 2
+    assert exchange_calendar("24/5").outside_sessions(pd.date_range("2024-01-01", periods=14)) == 4
+    assert HistoryCalendar.infer(daily).outside_sessions(daily) == 0
+
+
 @pytest.mark.parametrize(
     ("isin", "expected"),
     [

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from kronos_integration.calendars import ExchangeTradingCalendar
 from kronos_integration.candles import validate_candles
 from kronos_integration.errors import HistoryNotFoundError, InvalidRequestError, StoredHistoryError
 from kronos_integration.history import (
@@ -85,3 +86,16 @@ def test_synthetic_history_is_deterministic_per_isin_and_ends_at_100():
 def test_synthetic_history_ends_on_the_last_business_day():
     history = resolve_history(ISIN, None, [SyntheticHistory(today=lambda: date(2025, 3, 10))])
     assert history.timestamps[-1] == pd.Timestamp("2025-03-07")  # Monday → previous Friday
+
+
+def test_synthetic_history_of_an_isin_trades_on_its_exchanges_sessions():
+    """A US ISIN's forecast follows XNYS (`metadata.calendar`): so does its made-up history."""
+    source = SyntheticHistory(today=lambda: date(2026, 11, 27))  # the day after Thanksgiving
+    stamps = source.load(ISIN).timestamps
+    assert pd.Timestamp("2026-11-26") not in stamps  # Thanksgiving
+    assert stamps[-1] == pd.Timestamp("2026-11-25")
+    xnys = ExchangeTradingCalendar("XNYS").schedule(stamps[0], stamps[-1]).index
+    assert list(stamps) == list(xnys)
+    # An ISIN prefix with no country exchange (XS) keeps the weekdays.
+    weekdays = synthetic_history("XS0000000009", end=date(2026, 11, 27)).index
+    assert pd.Timestamp("2026-11-26") in weekdays and (weekdays.day_of_week < 5).all()

@@ -11,6 +11,7 @@ must answer normally. Without nginx these tests skip with how to install it, exc
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import re
@@ -278,6 +279,21 @@ def test_nginx_s_own_refusals_are_problems_with_a_request_id(
     assert request_id, head
     problem = json.loads(body)
     assert problem["status"] == status and problem["request_id"] == request_id[1].decode()
+
+
+def test_a_gzip_body_reaches_the_app_as_sent_and_is_a_415(proxied: ProxiedServer) -> None:
+    """nginx does not decompress request bodies (no module here does): the app refuses the
+    content coding by name, not as a body that is not UTF-8."""
+    payload = gzip.compress(json.dumps(SEED_REQUEST).encode())
+    head, body = _raw_exchange(
+        proxied.port,
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Encoding: gzip\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s"
+        % (len(payload), payload),
+    )
+    assert head.startswith(b"HTTP/1.1 415"), head[:300]
+    assert b"Content-Type: application/problem+json" in head
+    assert "content encoding 'gzip' is not supported" in json.loads(body)["detail"]
 
 
 @pytest.mark.parametrize(

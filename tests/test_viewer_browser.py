@@ -504,6 +504,33 @@ def test_submitting_updates_the_address_and_back_shows_the_earlier_forecast(page
     assert len(table_rows(page)) == 2
 
 
+def test_the_answers_warnings_are_shown(page, server):
+    open_page(page, server, "isin=US67066G1040&horizon_days=1&seed=1")
+    assert page.execute_script("return document.getElementById('answer-warnings').hidden")
+    # The FX week's round-the-clock hours, forecast on the NYSE's calendar: most bars lie outside.
+    open_page(page, server, f"symbol={FX_SYMBOL}&calendar=XNYS&horizon_days=1&seed=1")
+    request = {"symbol": FX_SYMBOL, "calendar": "XNYS", "horizon_days": 1}
+    (warning,) = api_answer(server, request)["metadata"]["warnings"]
+    shown = page.execute_script(
+        "const box = document.getElementById('answer-warnings');"
+        "return [box.hidden, box.textContent]"
+    )
+    assert shown == [False, f"Warning: {warning}."]
+
+
+def test_the_bar_interval_is_shown_in_words(page, server):
+    open_page(page, server, "isin=US67066G1040&horizon_days=1&seed=1")
+    assert facts(page)["Bar interval"] == "1 day"
+    sent = ["P1DT0H0M0S", "P0DT0H5M0S", "P0DT1H30M0S", "P2DT0H0M0S", "P0DT0H0M0.5S", "PT1H"]
+    shown = page.execute_async_script(
+        "const [sent, done] = arguments;"
+        "const url = document.querySelector('link[rel=modulepreload]').href;"
+        "import(url).then(m => done(sent.map(m.durationText)));",
+        sent,
+    )
+    assert shown == ["1 day", "5 minutes", "1 hour 30 minutes", "2 days", "0.5 seconds", "PT1H"]
+
+
 def bar_pixels(driver: Any) -> list[float]:
     """Where the chart draws each bar (history candles, then the median path), in pixels from
     the plot's left edge, left to right."""
@@ -533,7 +560,8 @@ def test_a_symbol_deep_link_with_the_fx_calendar_draws_hours_without_the_weekend
     expected = api_answer(server, {**body, "include_path": True})
     assert expected["metadata"]["calendar"] == {"name": "24/5", "source": "request"}
     shown = facts(page)
-    assert shown["Calendar"] == "24/5 (as asked)" and shown["Bar interval"] == "P0DT1H0M0S"
+    assert expected["metadata"]["bar_interval"] == "P0DT1H0M0S"  # the API keeps ISO 8601
+    assert shown["Calendar"] == "24/5 (as asked)" and shown["Bar interval"] == "1 hour"
     assert status_text(page) == f"Forecast of {FX_SYMBOL} for 1 trading day."
     assert [row["date"][0] for row in table_rows(page)] == [expected["predictions"][0]["date"]]
     values = page.execute_script(

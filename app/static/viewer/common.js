@@ -250,6 +250,28 @@ export function calendarText({ name, source }) {
   return `${name} (${CALENDAR_SOURCES[source] ?? source})`;
 }
 
+const DURATION_UNITS = [
+  ["day", 86400],
+  ["hour", 3600],
+  ["minute", 60],
+  ["second", 1],
+];
+
+// metadata.bar_interval (an ISO 8601 duration as the API writes it, "P1DT0H0M0S") in words:
+// "1 day", "1 hour 30 minutes", "5 minutes", "0.5 seconds"; anything else is shown as sent.
+export function durationText(iso) {
+  const parts = /^P(\d+)DT(\d+)H(\d+)M(\d+(?:\.\d+)?)S$/.exec(iso);
+  if (!parts) return iso;
+  let seconds = DURATION_UNITS.reduce((sum, [, size], i) => sum + Number(parts[i + 1]) * size, 0);
+  const words = [];
+  for (const [unit, size] of DURATION_UNITS) {
+    const count = size === 1 ? Math.round(seconds * 1e6) / 1e6 : Math.floor(seconds / size);
+    if (count > 0) words.push(`${count} ${unit}${count === 1 ? "" : "s"}`);
+    seconds -= count * size;
+  }
+  return words.join(" ") || iso;
+}
+
 export function percent(share, digits = 1) {
   return `${(share * 100).toFixed(digits)} %`;
 }

@@ -8,6 +8,7 @@ import {
   calendarText,
   cell,
   clearErrors,
+  durationText,
   fact,
   fieldValue,
   headerRow,
@@ -279,7 +280,7 @@ function showFacts(answer) {
     fact("Current price", answer.current_price.toFixed(priceDigits(answer.current_price))),
     fact("Samples", String(meta.sample_count)),
     fact("Seed", String(meta.seed)),
-    fact("Bar interval", meta.bar_interval),
+    fact("Bar interval", durationText(meta.bar_interval)),
     fact("Answered in", `${meta.elapsed_ms} ms`),
   ];
   if (meta.calendar != null) facts.splice(2, 0, fact("Calendar", calendarText(meta.calendar)));
@@ -297,6 +298,9 @@ function showFacts(answer) {
   fallback.textContent = meta.fallback_reason
     ? `Fallback: the Kronos model could not be used, the simulator answered. Reason: ${meta.fallback_reason}`
     : "";
+  const warnings = document.getElementById("answer-warnings");
+  warnings.hidden = !meta.warnings.length;
+  warnings.textContent = meta.warnings.map((warning) => `Warning: ${warning}.`).join(" ");
 }
 
 function factor(value) {
