@@ -97,7 +97,7 @@ class StrictFloat(fields.Float):
     """A JSON number only: marshmallow's Float also parses strings such as "1.5" (it refuses
     booleans itself)."""
 
-    default_error_messages = {"invalid": "Not a number: send a JSON number, not a string."}  # noqa: RUF012
+    default_error_messages = {"invalid": "Not a number: send a JSON number."}  # noqa: RUF012
 
     def _validated(self, value: Any) -> float:
         if not isinstance(value, numbers.Real):
@@ -447,6 +447,11 @@ class ArtifactInfoSchema(Schema):
     parameters = fields.Integer(allow_none=True)
 
 
+HISTORY_SOURCES = ("request", "data_dir", "synthetic")
+HISTORY_SOURCE_TEXT = (
+    "Where the history came from: request (the candles sent), data_dir (KRONOS_DATA_DIR), "
+    "synthetic (made up: allowed for the simulator or by KRONOS_ALLOW_SYNTHETIC_HISTORY)."
+)
 NOT_SIMULATED = "Null when the simulator answered: it has no token distribution to cut."
 
 
@@ -501,7 +506,11 @@ class PredictMetadataSchema(Schema):
     lookback_periods = fields.Integer(required=True)
     prediction_periods = fields.Integer(required=True)
     history_periods = fields.Integer(required=True)
-    history_source = fields.String(required=True)
+    history_source = fields.String(
+        required=True,
+        validate=validate.OneOf(HISTORY_SOURCES),
+        metadata={"description": HISTORY_SOURCE_TEXT},
+    )
     bar_interval = fields.String(required=True, metadata={"description": "ISO 8601 duration."})
     calendar = fields.Nested(CalendarInfoSchema, required=True)
     calibration = fields.Nested(CalibrationInfoSchema, required=True)
@@ -648,7 +657,11 @@ class BacktestResponseSchema(Schema):
     baseline = fields.String(required=True, metadata={"description": "The ratios' reference."})
     backend = fields.Nested(BacktestBackendSchema, required=True)
     calendar = fields.Nested(CalendarInfoSchema, required=True)
-    history_source = fields.String(required=True, metadata={"description": "synthetic: made up"})
+    history_source = fields.String(
+        required=True,
+        validate=validate.OneOf(HISTORY_SOURCES),
+        metadata={"description": HISTORY_SOURCE_TEXT},
+    )
     horizon_days = fields.List(fields.Integer(), required=True)
     origins = fields.Integer(required=True)
     first_origin = fields.String(required=True, metadata={"description": "Its last history bar."})

@@ -80,8 +80,10 @@ def validate_candles(frame: pd.DataFrame, *, min_bars: int = MIN_HISTORY_BARS) -
     if outside_rows.size:
         row, column = outside_rows[0], ("open", "close")[outside_cols[0]]
         value = ends[row, outside_cols[0]]
-        side = f"above high {high[row]:g}" if value > high[row] else f"below low {low[row]:g}"
-        raise ValueError(f"candles[{row}].{column}: {value:g} is {side}")
+        # repr: the shortest digits that tell the two apart (rejected by a relative 1e-6)
+        value, bound = float(value), float(high[row] if value > high[row] else low[row])
+        side = f"above high {bound!r}" if value > bound else f"below low {bound!r}"
+        raise ValueError(f"candles[{row}].{column}: {value!r} is {side}")
     index = pd.DatetimeIndex(out.index)
     if index.hasnans:
         raise ValueError("candles: a timestamp is missing")

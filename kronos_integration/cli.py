@@ -232,6 +232,8 @@ def run_predict(args: argparse.Namespace, defaults: Defaults) -> None:
         print(json.dumps(result.to_dict(), indent=2))
     else:
         print(day_table(result).to_string(float_format=lambda v: f"{v:.4f}"))
+        for warning in result.warnings:  # in the JSON document as metadata.warnings
+            print(f"warning: {warning}", file=sys.stderr)
     if args.plot is not None:
         title = (
             f"{request.instrument}: {request.horizon_days} trading days, "

@@ -27,7 +27,12 @@ import pandas as pd
 from kronos_integration.calendars import COUNTRY_CALENDARS, HISTORY, exchange_calendar
 from kronos_integration.candles import read_candles_file, validate_candles
 from kronos_integration.config import ForecastSettings
-from kronos_integration.errors import HistoryNotFoundError, InvalidRequestError, StoredHistoryError
+from kronos_integration.errors import (
+    HistoryNotFoundError,
+    InvalidRequestError,
+    StoredHistoryError,
+    field_message,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -108,10 +113,15 @@ class DataFolder:
                 raise ValueError(f"the calendar column names several calendars: {list(names)}")
             calendar = names[0] if len(names) else None
         side_car = path.with_suffix(self.CALENDAR_SUFFIX)
+        named_in = "its calendar column"
         if calendar is None and side_car.is_file():
             calendar = side_car.read_text(encoding="utf-8").strip() or None
+            named_in = f"KRONOS_DATA_DIR/{side_car.name}"
         if calendar is not None and calendar.lower() != HISTORY:
-            exchange_calendar(calendar)  # UnknownCalendarError (a ValueError) for a bad name
+            try:
+                exchange_calendar(calendar)
+            except ValueError as error:  # UnknownCalendarError for a bad name
+                raise ValueError(f"{named_in}: {field_message('calendar', str(error))}") from error
         return History(validate_candles(frame), self.name, calendar)
 
     def looked_for(self, instrument: str) -> str:

@@ -384,8 +384,8 @@ def _why_not_downloaded(hub: HubEnvironment) -> str:
     if hub.offline:
         return "HF_HUB_OFFLINE=1 kept the hub from being asked: unset it to download"
     return (
-        f"the hub {hub.endpoint} did not answer (the warning before this says how): check "
-        "HF_ENDPOINT and the network (a proxy goes in HTTPS_PROXY)"
+        f"the hub {hub.endpoint} did not answer: check HF_ENDPOINT and the network (a proxy "
+        "goes in HTTPS_PROXY)"
     )
 
 

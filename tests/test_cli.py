@@ -292,3 +292,22 @@ def test_info_says_a_malformed_repo_id_will_not_load(capsys: pytest.CaptureFixtu
     model = json.loads(out)["artifacts"][0]
     assert status == 0 and "nor a hub repo id" in model["where"]
     assert "loading will fail" in model["where"]
+
+
+def test_predict_prints_the_answers_warnings_on_stderr(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Daily bars on every calendar day, forecast on XNYS: the table on stdout, and on stderr
+    the warning the JSON document carries as metadata.warnings (weekend bars)."""
+    frame = pd.read_csv(CANDLES).tail(60).reset_index(drop=True)
+    frame["timestamps"] = pd.date_range("2024-03-01", periods=60, freq="D").strftime("%Y-%m-%d")
+    daily = tmp_path / "daily.csv"
+    frame.to_csv(daily, index=False)
+    args = ("predict", str(daily), "--horizon-days", "2", "--mode", "simulated")
+    args = (*args, "--calendar", "XNYS")
+    status, out, err = run_cli(capsys, *args, "--json")
+    warnings = json.loads(out)["metadata"]["warnings"]
+    assert status == 0 and len(warnings) == 1 and "outside the sessions" in warnings[0]
+    status, out, err = run_cli(capsys, *args)
+    assert status == 0 and out.splitlines()[0].split()[0] == "date"
+    assert f"warning: {warnings[0]}" in err.splitlines()

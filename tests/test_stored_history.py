@@ -31,7 +31,7 @@ def _write_data_folder(folder: Path) -> None:
         ("BAD", "close"),
         ("BIN", "UnicodeDecodeError"),
         ("MIX", "several calendars"),
-        ("MSFT", "NOPE"),
+        ("MSFT", "KRONOS_DATA_DIR/MSFT.calendar: unknown 'NOPE'"),
     ],
 )
 def test_an_unusable_data_folder_file_is_a_500_naming_it_not_a_client_error(

@@ -107,9 +107,10 @@ def run_backtest(
     """
     plan = rolling_origins(candles, calendar, config)
     if not plan:
+        longest = max(config.horizon_days)
         raise NoOriginError(
-            f"backtest: {len(candles)} bars leave no origin with {config.window} bars of history "
-            f"and {max(config.horizon_days)} sessions after it"
+            f"{len(candles)} bars leave no origin for a backtest with a window of {config.window} "
+            f"bars before it and {longest} session{'s' if longest > 1 else ''} after it"
         )
     index = pd.DatetimeIndex(candles.index)
     close = candles["close"].to_numpy(dtype=np.float64)
