@@ -248,11 +248,24 @@ class ExchangeTradingCalendar:
             return "UTC"
         return str(_calendar(self._name, year, year).tz)
 
+    @property
+    def holidays_recorded_until(self) -> pd.Timestamp | None:
+        """The last date whose holidays exchange_calendars records for this exchange (None: it
+        extends them as far as asked); later sessions are every weekday (`schedule`)."""
+        return _recorded_bounds(self._name)[1]
+
     def schedule(self, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
-        """Sessions labelled `start` … `end` (dates): open, break_start, break_end, close (UTC)."""
+        """Sessions labelled `start` … `end` (dates): open, break_start, break_end, close (UTC).
+        Past `holidays_recorded_until`: every weekday, at the hours of the last recorded full
+        session (no holidays, no early closes are known there)."""
         first, last = pd.Timestamp(start).normalize(), pd.Timestamp(end).normalize()
-        calendar = _calendar(self._name, first.year, last.year)
-        return calendar.schedule.loc[first:last]
+        recorded_until = self.holidays_recorded_until
+        if recorded_until is None or last <= recorded_until:
+            return _calendar(self._name, first.year, last.year).schedule.loc[first:last]
+        calendar = _calendar(self._name, recorded_until.year, recorded_until.year)
+        recorded = calendar.schedule.loc[first:recorded_until]
+        weekdays = pd.bdate_range(max(first, recorded_until + pd.Timedelta(days=1)), last)
+        return pd.concat([recorded, _weekday_schedule(weekdays, calendar)])
 
     def sessions_after(self, day: pd.Timestamp, count: int) -> pd.DatetimeIndex:
         """The labels (dates) of the `count` sessions after the date `day`."""
@@ -605,10 +618,43 @@ def _calendar(name: str, first_year: int, last_year: int) -> ExchangeCalendar:
         return _years(name, first_year, last_year)
 
 
+@functools.lru_cache(maxsize=64)
+def _recorded_bounds(name: str) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
+    """The first and last dates exchange_calendars records `name`'s holidays for (None: no
+    bound; XBOM, XHKG, XKRX, XSAU, XSES and XSHG stop at a year's end)."""
+    if name == FX_24_5:
+        return None, None
+    with warnings.catch_warnings():  # as in `_years`
+        warnings.simplefilter("ignore", pd.errors.Pandas4Warning)
+        kind = type(xcals.get_calendar(name))  # the default range, which the bounds clip
+    return kind.bound_min(), kind.bound_max()
+
+
+def _weekday_schedule(days: pd.DatetimeIndex, calendar: ExchangeCalendar) -> pd.DataFrame:
+    """A schedule for `days` (dates) at the local hours of `calendar`'s last full session
+    (the longest of its last ten), breaks included, in UTC like `calendar.schedule`."""
+    recent = calendar.schedule.iloc[-10:]
+    full = recent.loc[(recent["close"] - recent["open"]).idxmax()]
+    zone, label = calendar.tz, full.name
+    columns = {}
+    for column in ("open", "break_start", "break_end", "close"):
+        instant = full[column]
+        if pd.isna(instant):
+            columns[column] = pd.Series(pd.NaT, index=days, dtype=recent[column].dtype)
+            continue
+        offset = instant.tz_convert(zone).tz_localize(None) - label  # local time after midnight
+        local = (days + offset).tz_localize(zone, ambiguous="NaT", nonexistent="shift_forward")
+        columns[column] = pd.Series(local.tz_convert("UTC"), index=days)
+    return pd.DataFrame(columns, index=days)[list(recent.columns)]
+
+
 @functools.lru_cache(maxsize=32)
 def _years(name: str, first_year: int, last_year: int) -> ExchangeCalendar:
-    """The calendar of `first_year` … `last_year` with a month's margin (~0.1 s per decade)."""
-    start, end = f"{first_year - 1}-12-01", f"{last_year + 1}-01-31"
+    """The calendar of `first_year` … `last_year` with a month's margin (~0.1 s per decade),
+    within the dates the calendar records holidays for."""
+    start, end = pd.Timestamp(f"{first_year - 1}-12-01"), pd.Timestamp(f"{last_year + 1}-01-31")
+    low, high = _recorded_bounds(name)
+    start, end = max(start, low) if low is not None else start, min(end, high or end)
     with warnings.catch_warnings():
         # exchange_calendars 4.13 reads Series.values of UTC columns, which pandas 3.1 deprecates.
         warnings.simplefilter("ignore", pd.errors.Pandas4Warning)

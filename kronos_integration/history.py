@@ -33,6 +33,7 @@ from kronos_integration.errors import (
     StoredHistoryError,
     field_message,
 )
+from kronos_integration.isin import validate_isin
 
 logger = logging.getLogger(__name__)
 
@@ -216,9 +217,13 @@ def synthetic_history(isin: str, *, end: date, bars: int = SYNTHETIC_BARS) -> pd
     return pd.DataFrame({**columns, "volume": volume, "amount": amount}, index=index)
 
 
-def _synthetic_sessions(isin: str, end: pd.Timestamp, bars: int) -> pd.DatetimeIndex:
-    """The `bars` sessions through `end` of the ISIN country's exchange, else weekdays."""
-    exchange = COUNTRY_CALENDARS.get(isin[:2].upper())
+def _synthetic_sessions(instrument: str, end: pd.Timestamp, bars: int) -> pd.DatetimeIndex:
+    """The `bars` sessions through `end` of an ISIN's country's exchange, else (other ISINs,
+    symbols such as INTC, whose letters name no country) weekdays."""
+    try:
+        exchange = COUNTRY_CALENDARS.get(validate_isin(instrument)[:2])
+    except ValueError:  # a symbol
+        exchange = None
     if exchange is None:
         return pd.bdate_range(end=end, periods=bars)
     return exchange_calendar(exchange).sessions_through(end, bars)

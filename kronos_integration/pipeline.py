@@ -22,6 +22,7 @@ import pandas as pd
 
 from kronos_integration.backends.base import Backend, BackendInfo, ForecastTask
 from kronos_integration.calendars import (
+    ExchangeTradingCalendar,
     ResolvedCalendar,
     TradingCalendar,
     future_grid,
@@ -189,7 +190,10 @@ def run_forecast(
         sampling=sampling,
         calendar={"name": calendar[0].name, "source": calendar[1]},
         calibration=calibration,
-        warnings=history_warnings(pd.DatetimeIndex(task.candles.index), calendar[0]),
+        warnings=[
+            *history_warnings(pd.DatetimeIndex(task.candles.index), calendar[0]),
+            *future_warnings(grid.timestamps, calendar[0]),
+        ],
         fallback_reason=fallback_reason,
         elapsed_s=time.perf_counter() - started,
         backend_s=backend_s,
@@ -240,6 +244,22 @@ def history_warnings(timestamps: pd.DatetimeIndex, calendar: TradingCalendar) ->
         f"{outside} of the {len(timestamps)} history bars the model saw fall outside the "
         f"sessions of the calendar {calendar.name} (holidays, weekends or closed hours): check "
         "the timestamps and the calendar"
+    ]
+
+
+def future_warnings(future: pd.DatetimeIndex, calendar: TradingCalendar) -> list[str]:
+    """What the forecast's dates cannot know: sessions past the last date the calendar's
+    holidays are recorded for (exchange_calendars stops some exchanges at a year's end), laid
+    out on every weekday there."""
+    if not isinstance(calendar, ExchangeTradingCalendar):
+        return []
+    recorded_until = calendar.holidays_recorded_until
+    last = pd.Timestamp(future[-1]).tz_localize(None).normalize()
+    if recorded_until is None or last <= recorded_until:
+        return []
+    return [
+        f"the holidays of {calendar.name} are recorded through {recorded_until.date()}: the "
+        "forecast's later dates assume every weekday trades"
     ]
 
 

@@ -943,3 +943,23 @@ def test_a_lookback_beyond_the_context_window_names_the_limit(client):
     body = assert_problem(client.post("/predict", json=request), 422, "lookback")
     assert "KRONOS_MAX_CONTEXT=512" in body["errors"]["lookback"][0]
     assert client.post("/predict", json={**request, "lookback": 512}).status_code == 200
+
+
+def test_an_exchange_whose_holidays_stop_at_a_years_end_forecasts_past_it_and_says_so():
+    """An Indian ISIN (XBOM, holidays recorded through 2026) with history ending in December
+    2026, 30 sessions ahead: 200 on weekdays past the recorded year, with a warning."""
+    days = pd.bdate_range(end="2026-12-18", periods=300)
+    candles = [
+        {"timestamp": f"{day.date()}", "open": 100.0, "high": 101.0, "low": 99.0, "close": 100.5}
+        for day in days
+    ]
+    client = loaded_app(make_settings(mode="simulated")).test_client()
+    response = client.post(
+        "/predict", json={"isin": "INE002A01018", "horizon_days": 30, "candles": candles}
+    )
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert body["metadata"]["calendar"] == {"name": "XBOM", "source": "isin"}
+    last = pd.Timestamp(body["predictions"][-1]["date"])
+    assert last.year == 2027 and last.day_of_week < 5
+    assert any("recorded through 2026-12-31" in w for w in body["metadata"]["warnings"])

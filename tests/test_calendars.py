@@ -240,3 +240,29 @@ def test_the_limit_takes_the_grid_that_fits_and_refuses_one_bar_more(history, na
     with pytest.raises(TooManyBarsError) as refused:
         future_grid(history, 3, calendar, max_bars=bars - 1)
     assert refused.value.bars == bars
+
+
+def test_past_its_recorded_holidays_a_calendar_trades_every_weekday_at_its_usual_hours():
+    """exchange_calendars records XBOM's holidays through the end of 2026 only (and XHKG's
+    lunch break): later dates are every weekday at the last full session's hours, not an
+    error, and a forecast that reaches them says so."""
+    for name in ("XBOM", "XHKG"):
+        calendar = exchange_calendar(name)
+        recorded_until = calendar.holidays_recorded_until
+        assert recorded_until is not None
+        after = recorded_until + pd.Timedelta(days=1)
+        schedule = calendar.schedule(
+            recorded_until - pd.Timedelta(days=20), after + pd.Timedelta(days=30)
+        )
+        later = schedule.loc[after:]
+        assert list(later.index) == list(pd.bdate_range(after, after + pd.Timedelta(days=30)))
+        last_full = schedule.loc[:recorded_until].iloc[-10:]
+        last_full = last_full.loc[(last_full["close"] - last_full["open"]).idxmax()]
+        for column in ("open", "break_start", "break_end", "close"):
+            if pd.isna(last_full[column]):
+                assert later[column].isna().all()
+                continue
+            zone = str(calendar.zone(after.year))
+            local = later[column].dt.tz_convert(zone).dt.time
+            assert (local == last_full[column].tz_convert(zone).time()).all(), (name, column)
+    assert exchange_calendar("XNYS").holidays_recorded_until is None

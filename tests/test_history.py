@@ -99,3 +99,6 @@ def test_synthetic_history_of_an_isin_trades_on_its_exchanges_sessions():
     # An ISIN prefix with no country exchange (XS) keeps the weekdays.
     weekdays = synthetic_history("XS0000000009", end=date(2026, 11, 27)).index
     assert pd.Timestamp("2026-11-26") in weekdays and (weekdays.day_of_week < 5).all()
+    # A symbol whose first letters spell a country (IN: India, XBOM) is no ISIN: weekdays too.
+    symbol = synthetic_history("INSTRUMENT", end=date(2026, 11, 27)).index
+    assert list(symbol) == list(pd.bdate_range(end="2026-11-27", periods=len(symbol)))
