@@ -28,7 +28,6 @@ import json
 import platform
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -40,7 +39,7 @@ import torch
 from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.live_server import LiveServer, request
-from benchmarks.load import LoadResult, percentile_ms
+from benchmarks.load import drive, percentile_ms
 from benchmarks.predictor_speed import random_pair
 from kronos_integration.forecast import Forecast
 from kronos_integration.predictor import ForecastJob, KronosPredictor
@@ -83,29 +82,6 @@ def client_body(client: int, horizon_days: int, samples: int) -> dict[str, Any]:
     }
 
 
-def drive(port: int, bodies: list[dict[str, Any]], seconds: float) -> LoadResult:
-    """One thread per body, each sending its body back to back for `seconds`."""
-    result = LoadResult()
-    stop_at = time.monotonic() + seconds
-
-    def client(body: dict[str, Any]) -> None:
-        while time.monotonic() < stop_at:
-            started = time.perf_counter()
-            try:
-                status, _, _ = request(port, "POST", "/predict", body, timeout_s=120)
-            except OSError as error:
-                result.fail(error)
-                continue
-            result.record(status, time.perf_counter() - started)
-
-    threads = [threading.Thread(target=client, args=(b,)) for b in bodies]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return result
-
-
 def metric_sum(port: int, sample: str) -> float:
     """The sum over workers and labels of one sample of /metrics."""
     _, _, body = request(port, "GET", "/metrics")
@@ -139,7 +115,7 @@ def measure(
         bars = json.loads(body)["metadata"]["prediction_periods"]
         batches_before = metric_sum(server.port, "kronos_batch_size_count")
         tasks_before = metric_sum(server.port, "kronos_batch_size_sum")
-        result = drive(server.port, bodies, args.seconds)
+        result = drive(server.port, bodies, args.seconds, timeout_s=120)
         batches = metric_sum(server.port, "kronos_batch_size_count") - batches_before
         tasks = metric_sum(server.port, "kronos_batch_size_sum") - tasks_before
     ok = len(result.latencies_s)

@@ -29,6 +29,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from benchmarks.checkpoints import MODEL_LAYOUTS, save_random_checkpoints
 from benchmarks.live_server import LiveServer, request
@@ -65,21 +66,22 @@ class LoadResult:
 
 def drive(
     port: int,
-    clients: int,
+    bodies: list[dict[str, Any]],
     seconds: float,
-    body: dict[str, object],
     honour_retry_after: bool = False,
+    timeout_s: float = 60,
 ) -> LoadResult:
-    """Run ``clients`` threads sending ``body`` to ``/predict`` for ``seconds``; with
-    ``honour_retry_after`` a client waits a refusal's ``Retry-After`` before its next request."""
+    """Run one client thread per body, each sending its body to ``/predict`` back to back for
+    ``seconds``; with ``honour_retry_after`` a client waits a refusal's ``Retry-After`` before its
+    next request."""
     result = LoadResult()
     stop_at = time.monotonic() + seconds
 
-    def client() -> None:
+    def client(body: dict[str, Any]) -> None:
         while time.monotonic() < stop_at:
             started = time.perf_counter()
             try:
-                status, headers, _ = request(port, "POST", "/predict", body, timeout_s=60)
+                status, headers, _ = request(port, "POST", "/predict", body, timeout_s=timeout_s)
             except OSError as error:
                 result.fail(error)
                 continue
@@ -89,7 +91,10 @@ def drive(
             elif status in REFUSALS and honour_retry_after:
                 time.sleep(min(float(headers["Retry-After"]), max(0.0, stop_at - time.monotonic())))
 
-    threads = [threading.Thread(target=client, name=f"load-{i}") for i in range(clients)]
+    threads = [
+        threading.Thread(target=client, args=(body,), name=f"load-{i}")
+        for i, body in enumerate(bodies)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -233,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
             for clients in args.clients:
                 wait_idle(server.port)
                 result = drive(
-                    server.port, clients, args.seconds, SEED_REQUEST, args.honour_retry_after
+                    server.port, [SEED_REQUEST] * clients, args.seconds, args.honour_retry_after
                 )
                 summary = summarise(result, args.seconds, clients, args.workers)
                 summaries.append((summary, result))
