@@ -90,6 +90,14 @@ def request(
         connection.close()
 
 
+def read_to_end(connection: socket.socket) -> bytes:
+    """Everything `connection` receives until the other side closes it (a raw HTTP answer)."""
+    answer = b""
+    while chunk := connection.recv(65536):
+        answer += chunk
+    return answer
+
+
 class LiveServer:
     """A gunicorn master with its workers; a context manager that stops it on exit."""
 

@@ -27,6 +27,7 @@ from benchmarks.live_server import (
     LiveServer,
     gunicorn_command,
     listening_socket,
+    read_to_end,
     refusing_port,
     request,
 )
@@ -217,9 +218,7 @@ def test_sigterm_lets_an_in_flight_request_finish_before_exit(tmp_path):
         server.wait_for_log("Handling signal: term", timeout_s=30)
         assert server.process.poll() is None, "gunicorn quit with a request in flight"
         connection.sendall(body[10:])
-        answer = b""
-        while chunk := connection.recv(65536):
-            answer += chunk
+        answer = read_to_end(connection)
     finally:
         connection.close()
     assert answer.startswith(b"HTTP/1.1 200"), answer[:200]

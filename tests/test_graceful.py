@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.live_server import LiveServer, ProxiedServer
+from benchmarks.live_server import LiveServer, ProxiedServer, read_to_end
 from tests.test_faults import worker_pids
 from tests.test_proxy import nginx  # noqa: F401 (fixture)
 
@@ -103,9 +103,7 @@ def test_sigterm_through_nginx_finishes_the_request_in_flight_and_closes_idle_co
         server.process.send_signal(signal.SIGTERM)
         assert closed_by_server(idle), "nginx closes idle client connections when it stops"
         in_flight.sendall(body[10:])
-        answer = b""
-        while chunk := in_flight.recv(65536):
-            answer += chunk
+        answer = read_to_end(in_flight)
     finally:
         idle.close()
         in_flight.close()

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from app.settings import Settings
-from benchmarks.live_server import ProxiedServer, request
+from benchmarks.live_server import ProxiedServer, read_to_end, request
 from deploy.nginx.proxied import (
     NGINX_INSTALL_HINT,
     TEMPLATE,
@@ -191,9 +191,7 @@ def test_a_slow_but_steady_body_is_answered(proxied: ProxiedServer) -> None:
             connection.sendall(body[start : start + 8])
             time.sleep(0.2)
             assert request(proxied.port, "GET", "/health", timeout_s=PROBE_TIMEOUT_S)[0] == 200
-        answer = b""
-        while chunk := connection.recv(65536):
-            answer += chunk
+        answer = read_to_end(connection)
     finally:
         connection.close()
     assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
@@ -331,9 +329,7 @@ def test_nginx_stamps_x_request_start_over_the_clients(proxied: ProxiedServer) -
         direct.settimeout(PROBE_TIMEOUT_S)
         direct.connect(str(proxied.run_dir / "gunicorn.sock"))
         direct.sendall(raw)
-        answer = b""
-        while chunk := direct.recv(65536):
-            answer += chunk
+        answer = read_to_end(direct)
     assert answer.startswith(b"HTTP/1.1 503"), answer[:200]
     status, _, _ = request(
         proxied.port, "POST", "/predict", SEED_REQUEST, headers={"X-Request-Start": stale}
