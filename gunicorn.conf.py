@@ -116,7 +116,7 @@ logger = logging.getLogger("kronos.gunicorn")
 LIMIT_MEMORY_GROWTH = True
 TRIM_AFTER_FORECASTS = True
 ONEDNN_PRIMITIVE_CACHE_CAPACITY = 128
-_LIBC = ctypes.CDLL(None)
+_MALLOC_TRIM = getattr(ctypes.CDLL(None), "malloc_trim", None)  # glibc only
 
 
 def limit_memory_growth() -> None:
@@ -145,8 +145,8 @@ def release_freed_memory() -> None:
     CPU per forecast (the pages are faulted in again); a fixed 128 KiB mmap threshold was as
     flat but cost 45 %. glibc only; a no-op elsewhere.
     """
-    if LIMIT_MEMORY_GROWTH and TRIM_AFTER_FORECASTS and hasattr(_LIBC, "malloc_trim"):
-        _LIBC.malloc_trim(0)
+    if LIMIT_MEMORY_GROWTH and TRIM_AFTER_FORECASTS and _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 def post_fork(server: Any, worker: Any) -> None:

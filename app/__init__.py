@@ -14,7 +14,6 @@ if TYPE_CHECKING:
 
     from app.settings import Settings
 
-SETTINGS_KEY = "kronos.settings"
 API_TITLE = "Kronos prediction service"
 API_VERSION = "1.0.0"
 
@@ -27,7 +26,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from app.api import register_blueprints
     from app.log_format import protect_secrets
     from app.openapi import ProblemApi
-    from app.settings import Settings
+    from app.settings import SETTINGS_KEY, Settings
     from app.state import EXTENSION_KEY as STATE_KEY
     from app.state import WorkerState
 

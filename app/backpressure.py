@@ -18,11 +18,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from flask import Flask, Response, current_app
+from flask import Flask, current_app
 from prometheus_client import Gauge
 
 from app import context
-from app.errors import RETRY_AFTER_S, ProblemError, problem
+from app.errors import RETRY_AFTER_S, ProblemError
 from app.metrics import get_metrics
 from app.policy import policy_of_request
 
@@ -120,18 +120,16 @@ class InflightLimiter:
         )
 
 
-def refuse_when_full() -> Response | None:
+def refuse_when_full() -> None:
     """Before-request hook: a forecasting request that arrives while every slot is taken is
     refused before its body is read, parsed and validated (it would be refused after, at a
     higher cost: under overload, refusals are most of the traffic). One that gets past this may
     still find no slot once validated (`hold_inflight_slot`)."""
     if not policy_of_request().runs_forecasts:
-        return None
+        return
     limiter: InflightLimiter = current_app.extensions[EXTENSION_KEY]
-    if not limiter.full:
-        return None
-    refused = limiter.refuse()
-    return problem(refused.status, refused.title, refused.detail, headers=refused.headers)
+    if limiter.full:
+        raise limiter.refuse()  # answered by the ProblemError handler like every refusal
 
 
 @contextmanager

@@ -59,31 +59,28 @@ class ProblemError(Exception):
         return problem_body(self.status, self.title, self.detail, self.errors, self.kind)
 
 
-DOMAIN_STATUSES: dict[type[ForecastError], tuple[int, str]] = {
-    InvalidRequestError: (422, HTTPStatus.UNPROCESSABLE_ENTITY.phrase),
-    HistoryNotFoundError: (404, "History Not Found"),
-    StoredHistoryError: (500, "Stored history is unusable"),
-    DeadlineExceededError: (504, "Time Budget Exceeded"),
-    BackendNotReadyError: (503, "Service Unavailable"),
-    BackendBusyError: (503, "Service Unavailable"),
+DOMAIN_STATUSES: dict[type[ForecastError], tuple[int, str, str | None]] = {
+    InvalidRequestError: (422, HTTPStatus.UNPROCESSABLE_ENTITY.phrase, None),
+    HistoryNotFoundError: (404, "History Not Found", None),
+    StoredHistoryError: (500, "Stored history is unusable", "stored-history-unusable"),
+    DeadlineExceededError: (504, "Time Budget Exceeded", None),
+    BackendNotReadyError: (503, "Service Unavailable", None),
+    BackendBusyError: (503, "Service Unavailable", None),
 }
-"""Each forecasting error class and the status and title it is answered with; a 503 also says
-`Retry-After` (`RETRY_AFTER_S`). A 500 here is the operator's fault, not a bug: its own type
-(`DOMAIN_TYPES`), a detail that says what is wrong, and no field errors."""
-DOMAIN_TYPES: dict[type[ForecastError], str] = {StoredHistoryError: "stored-history-unusable"}
-"""The `type` of a forecasting error whose status's phrase would not say what went wrong."""
+"""Each forecasting error class and the status, title and problem type (None: the status's
+phrase) it is answered with; a 503 also says `Retry-After` (`RETRY_AFTER_S`). A 500 here is the
+operator's fault, not a bug: its own type, a detail that says what is wrong, no field errors."""
 RETRY_AFTER_S = 1
 """Seconds in every `Retry-After` the service sends (503 and 429)."""
 
 
 def as_problem(error: ForecastError) -> ProblemError:
     """The problem a forecasting error is answered with; `InvalidRequestError` names its field."""
-    status, title = next(
-        answer for kind, answer in DOMAIN_STATUSES.items() if isinstance(error, kind)
+    status, title, kind = next(
+        answer for cls, answer in DOMAIN_STATUSES.items() if isinstance(error, cls)
     )
     errors = {error.field: [error.message]} if isinstance(error, InvalidRequestError) else None
     headers = {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None
-    kind = next((k for cls, k in DOMAIN_TYPES.items() if isinstance(error, cls)), None)
     return ProblemError(status, title, str(error), errors, headers, kind)
 
 

@@ -13,7 +13,6 @@ from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import pandas as pd
-from flask import current_app
 from marshmallow import (
     Schema,
     ValidationError,
@@ -24,7 +23,7 @@ from marshmallow import (
     validates_schema,
 )
 
-from app.settings import Settings
+from app.settings import current_settings
 from kronos_integration.candles import MIN_HISTORY_BARS, candles_from_records
 from kronos_integration.errors import field_message
 from kronos_integration.forecast import DEFAULT_QUANTILES
@@ -38,11 +37,6 @@ SYMBOL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._=^-]{0,31}$"
 MIN_TEMPERATURE = 0.01
 MAX_BACKTEST_HORIZONS = 5
 DEFAULT_BACKTEST_ORIGINS = 50
-
-
-def _settings() -> Settings:
-    settings: Settings = current_app.extensions["kronos.settings"]
-    return settings
 
 
 def _check_isin(value: str) -> None:
@@ -162,7 +156,7 @@ class InstrumentSchema(Schema):
         if len(given) != 1:
             message = "give exactly one of 'isin' and 'symbol'"
             errors["symbol" if given == {"symbol"} or len(given) == 2 else "isin"] = [message]
-        if len(data.get("candles") or ()) > (limit := _settings().max_candles):
+        if len(data.get("candles") or ()) > (limit := current_settings().max_candles):
             errors["candles"] = [_over_limit("candles", limit, "KRONOS_MAX_CANDLES")]
         if errors:
             raise ValidationError(errors)
@@ -250,7 +244,7 @@ class PredictRequestSchema(InstrumentSchema):
     def check_limits(self, data: dict[str, Any], original: Any, **kwargs: Any) -> None:
         if not isinstance(original, Mapping):
             return  # marshmallow has refused it already
-        settings = _settings()
+        settings = current_settings()
         errors: dict[str, list[str]] = {}
         if data.get("horizon_days", 0) > settings.max_horizon_days:
             errors["horizon_days"] = [
@@ -323,7 +317,7 @@ class BacktestRequestSchema(InstrumentSchema):
 
     @validates_schema(skip_on_field_errors=False)
     def check_limits(self, data: dict[str, Any], **kwargs: Any) -> None:
-        settings = _settings()
+        settings = current_settings()
         errors: dict[str, list[str]] = {}
         longest = max(data.get("horizon_days") or [0])
         if longest > settings.max_horizon_days:
@@ -340,7 +334,7 @@ class BacktestRequestSchema(InstrumentSchema):
 
     @post_load
     def to_request(self, data: dict[str, Any], **kwargs: Any) -> BacktestRequest:
-        samples = data.get("samples", min(32, _settings().forecast.max_sample_count))
+        samples = data.get("samples", min(32, current_settings().forecast.max_sample_count))
         return BacktestRequest(
             **self.instrument(data),
             horizon_days=tuple(sorted(data["horizon_days"])),
@@ -388,7 +382,7 @@ class BatchRequestSchema(Schema):
 
     @validates_schema
     def check_limits(self, data: dict[str, Any], **kwargs: Any) -> None:
-        limit = _settings().max_batch_items
+        limit = current_settings().max_batch_items
         if len(data.get("items") or ()) > limit:
             raise ValidationError(
                 {"items": [_over_limit("items", limit, "KRONOS_MAX_BATCH_ITEMS")]}

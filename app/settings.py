@@ -29,6 +29,18 @@ docs/production.md)."""
 __all__ = ["Settings", "SettingsError", "usable_cores"]
 
 
+SETTINGS_KEY = "kronos.settings"
+"""Where `create_app` keeps the `Settings` (`app.extensions`)."""
+
+
+def current_settings() -> Settings:
+    """The settings of the app handling this request."""
+    from flask import current_app  # only when called: gunicorn.conf.py reads this module first
+
+    settings: Settings = current_app.extensions[SETTINGS_KEY]
+    return settings
+
+
 @dataclass(frozen=True)
 class Settings:
     """The service configuration; each field's environment variable is in the README table."""
@@ -51,7 +63,7 @@ class Settings:
     max_batch_items: int = 16
     max_backtest_origins: int = 100
     # Hardening.
-    max_inflight: int = 2  # default: 2 x concurrent_forecasts (one waiting per running)
+    max_inflight: int = INFLIGHT_PER_FORECAST  # x concurrent_forecasts (one waiting per running)
     concurrent_forecasts: int = 1  # default: usable cores / (workers x torch threads)
     queue_timeout_s: float = 10.0
     refusal_delay_ms: int = 250

@@ -35,6 +35,7 @@ from kronos_integration.request import BacktestRequest, ForecastRequest
 logger = logging.getLogger(__name__)
 
 EXTENSION_KEY = "kronos.state"
+STILL_LOADING = "The model is still loading; retry shortly."
 
 
 class WorkerState:
@@ -44,7 +45,7 @@ class WorkerState:
         self.settings = settings
         self.observe_batch = observe_batch
         self.loaded: LoadedBackend | None = None
-        self.forecaster: Backend | None = None  # the backend behind its gate (and batcher)
+        self._forecaster: Backend | None = None
         self.loaded_at: dt.datetime | None = None
         self.history_sources: list[HistorySource] = []
         self._load_lock = threading.Lock()
@@ -68,7 +69,7 @@ class WorkerState:
             self._use(LoadedBackend(backend, fallback_reason, load_seconds=0.0))
 
     def _use(self, loaded: LoadedBackend) -> None:
-        self.forecaster = self._batched(
+        self._forecaster = self._batched(
             gated(loaded.backend, self.settings.concurrent_forecasts, self.settings.queue_timeout_s)
         )
         self.history_sources = configured_sources(self.settings.forecast, loaded.backend.info.name)
@@ -98,8 +99,16 @@ class WorkerState:
     def backend(self) -> Backend:
         """The backend serving; `BackendNotReadyError` while it loads."""
         if self.loaded is None:
-            raise BackendNotReadyError("The model is still loading; retry shortly.")
+            raise BackendNotReadyError(STILL_LOADING)
         return self.loaded.backend
+
+    @property
+    def forecaster(self) -> Backend:
+        """The serving backend behind its gate (and batcher): what forecasts go through;
+        `BackendNotReadyError` while it loads."""
+        if self.loaded is None or self._forecaster is None:
+            raise BackendNotReadyError(STILL_LOADING)
+        return self._forecaster
 
     @property
     def serving(self) -> str | None:
@@ -115,10 +124,10 @@ class WorkerState:
     def forecast(self, request: ForecastRequest, deadline: float | None = None) -> ForecastResult:
         """Resolve the request's history and run the pipeline on the serving backend (through
         the batcher, when there is one)."""
-        backend = self.backend  # BackendNotReadyError while loading
+        forecaster = self.forecaster  # BackendNotReadyError while loading
         history = resolve_history(request.instrument, request.candles, self.history_sources)
         return run_forecast(
-            self.forecaster or backend,
+            forecaster,
             history,
             request,
             self.settings.forecast,
@@ -132,10 +141,10 @@ class WorkerState:
         (`history_source`: `request`, `data_dir` or `synthetic`, i.e. made up). A history the
         backtest cannot use is filed under the field the client can change (`backtest_request`);
         a stored file no forecast could use is the operator's `StoredHistoryError`."""
-        backend = self.backend
+        forecaster = self.forecaster  # BackendNotReadyError while loading
         history = resolve_history(request.instrument, request.candles, self.history_sources)
         run = backtest_request(
-            self.forecaster or backend, history, request, self.settings.forecast, deadline=deadline
+            forecaster, history, request, self.settings.forecast, deadline=deadline
         )
         run.summary["backend"]["fallback_reason"] = self.fallback_reason
         run.summary["history_source"] = history.source

@@ -27,10 +27,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from flask import Blueprint, Response, abort, current_app, render_template, request, send_file
+from flask import Blueprint, Response, abort, render_template, request, send_file
 
 from app.policy import public
-from app.settings import Settings
+from app.settings import Settings, current_settings
 from kronos_integration.calendars import HISTORY, calendar_names
 
 blp = Blueprint("viewer", __name__)
@@ -203,7 +203,7 @@ def _with_limits(fields: tuple[FormField, ...], limits: dict[str, int]) -> list[
 @public
 def page() -> Response:
     """The forecast viewer page; its deep-link query parameters are read by the page itself."""
-    settings: Settings = current_app.extensions["kronos.settings"]
+    settings = current_settings()
     limits = page_limits(settings)
     html = render_template(
         "viewer/index.html",
