@@ -76,17 +76,8 @@ class ConformalFit:
 
 def not_requested() -> dict[str, object]:
     """`metadata.calibration` of a forecast that was not asked to be calibrated."""
-    return {
-        "requested": False,
-        "calibrated": False,
-        "method": None,
-        "origins": 0,
-        "checked_steps": 0,
-        "factor_first_step": None,
-        "factor_last_step": None,
-        "coverage_before": {},
-        "reason": "not requested",
-    }
+    unused = ConformalFit(np.ones(1), False, 0, 0, {}, "not requested")
+    return {**unused.metadata(), "requested": False}
 
 
 def inner_windows(

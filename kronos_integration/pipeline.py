@@ -147,8 +147,10 @@ def run_forecast(
     """
     started = time.perf_counter()
     info = backend.info
-    calendar = _calendar(request, history)
-    grid = _future_grid(history, request.horizon_days, calendar, _bar_limit(info, settings))
+    calendar = trading_calendar(history, request.calendar, request.isin)
+    grid = _future_grid(
+        history, request.horizon_days, calendar.calendar, _bar_limit(info, settings)
+    )
     pred_len = len(grid.timestamps)
     lookback = _lookback(request.lookback, pred_len, len(history.candles), info, settings)
     sampling = Sampling(
@@ -188,11 +190,11 @@ def run_forecast(
         current_price=float(closes[-1]),
         lookback=lookback,
         sampling=sampling,
-        calendar={"name": calendar[0].name, "source": calendar[1]},
+        calendar={"name": calendar.calendar.name, "source": calendar.source},
         calibration=calibration,
         warnings=[
-            *history_warnings(pd.DatetimeIndex(task.candles.index), calendar[0]),
-            *future_warnings(grid.timestamps, calendar[0]),
+            *history_warnings(pd.DatetimeIndex(task.candles.index), calendar.calendar),
+            *future_warnings(grid.timestamps, calendar.calendar),
         ],
         fallback_reason=fallback_reason,
         elapsed_s=time.perf_counter() - started,
@@ -277,22 +279,16 @@ def trading_calendar(history: History, name: str | None, isin: str | None) -> Re
     return ResolvedCalendar(resolved.calendar, "request" if name else "data_dir")
 
 
-def _calendar(request: ForecastRequest, history: History) -> tuple[TradingCalendar, str]:
-    isin = request.instrument if request.instrument_type == "isin" else None
-    resolved = trading_calendar(history, request.calendar, isin)
-    return resolved.calendar, resolved.source
-
-
 def _future_grid(
     history: History,
     horizon_days: int,
-    calendar: tuple[TradingCalendar, str],
+    calendar: TradingCalendar,
     limit: tuple[int, str],
 ) -> FutureGrid:
     """The grid, refused (field `horizon_days`) past `limit` bars before it is laid out."""
     max_bars, variable = limit
     try:
-        return future_grid(history.timestamps, horizon_days, calendar[0], max_bars=max_bars)
+        return future_grid(history.timestamps, horizon_days, calendar, max_bars=max_bars)
     except TooManyBarsError as error:
         raise InvalidRequestError(
             "horizon_days",

@@ -100,10 +100,13 @@ class HubEnvironment:
     """
 
     cache_dir: Path
-    endpoint: str
     offline: bool
     request_endpoint: str = field(repr=False)
     unreachable: bool = False
+
+    @property
+    def endpoint(self) -> str:
+        return strip_userinfo(self.request_endpoint)
 
     @classmethod
     def from_env(cls) -> HubEnvironment:
@@ -115,12 +118,7 @@ class HubEnvironment:
             cache_dir = Path(constants.HF_HUB_CACHE)
         endpoint = (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
         offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE_WORDS
-        return cls(
-            cache_dir=cache_dir,
-            endpoint=strip_userinfo(endpoint),
-            offline=offline,
-            request_endpoint=endpoint,
-        )
+        return cls(cache_dir=cache_dir, offline=offline, request_endpoint=endpoint)
 
 
 def is_mlflow_spec(spec: ArtifactSpec) -> bool:

@@ -62,6 +62,11 @@ class ForecastRequest:
     include_history: bool = False
     calibrate: bool | None = None
 
+    @property
+    def isin(self) -> str | None:
+        """The instrument when it is an ISIN (its country picks a default calendar)."""
+        return self.instrument if self.instrument_type == "isin" else None
+
 
 @dataclass(frozen=True)
 class BacktestRequest:
@@ -85,3 +90,8 @@ class BacktestRequest:
     window: int | None = None
     samples: int = 32
     seed: int = 0
+
+    @property
+    def isin(self) -> str | None:
+        """The instrument when it is an ISIN (its country picks a default calendar)."""
+        return self.instrument if self.instrument_type == "isin" else None

@@ -124,8 +124,7 @@ def backtest_request(
     Raises InvalidRequestError (an unknown calendar; a history too short for one origin, filed
     under `window`, `candles` or the instrument: `_history_field`) and DeadlineExceededError.
     """
-    isin = request.instrument if request.instrument_type == "isin" else None
-    calendar = trading_calendar(history, request.calendar, isin)
+    calendar = trading_calendar(history, request.calendar, request.isin)
     config = BacktestConfig(
         horizon_days=request.horizon_days,
         origins=request.origins,
