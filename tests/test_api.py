@@ -740,7 +740,7 @@ def test_auto_mode_falls_back_when_the_warm_up_forecast_fails(tiny_checkpoints, 
     def broken_forecast(self, *args, **kwargs):
         raise RuntimeError("kernel exploded")
 
-    monkeypatch.setattr(KronosPredictor, "forecast_batch", broken_forecast)
+    monkeypatch.setattr(KronosPredictor, "forecast_jobs", broken_forecast)
     model_dir, tokenizer_dir = tiny_checkpoints
     specs = {"model_id": str(model_dir), "tokenizer_id": str(tokenizer_dir)}
     state = state_of(create_app(make_settings(mode="auto", **specs)))

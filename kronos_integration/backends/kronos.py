@@ -105,18 +105,11 @@ class KronosBackend:
             group = [tasks[p] for p in positions]
             deadlines = [t.deadline for t in group if t.deadline is not None]
             job = _job(group, sampling, min(deadlines) if deadlines else None)
-            forecasts = self.predictor.forecast_batch(
-                job.df_list,
-                job.x_timestamp_list,
-                job.y_timestamp_list,
-                job.pred_len,
-                sample_count=job.sample_count,
-                T=sampling.temperature,
-                top_k=sampling.top_k,
-                top_p=sampling.top_p,
-                seed=job.seed,
-                deadline=job.deadline,
+            (forecasts,) = self.predictor.forecast_jobs(
+                [job], T=sampling.temperature, top_k=sampling.top_k, top_p=sampling.top_p
             )
+            if isinstance(forecasts, Exception):
+                raise forecasts
             paths.update(zip(positions, (f.paths for f in forecasts), strict=True))
         return [paths[p] for p in range(len(tasks))]
 
