@@ -8,10 +8,10 @@ and runs the two passes decoding needs with few small ops:
   sliding window), optionally filling a `DecoderCache`;
 - `step`: one token per row at its position, attending to the cache.
 
-They compute the functions of `Kronos.hidden_states` and `Kronos.s2_logits_last` (float rounding
-aside: fused GEMMs may round differently) and leave the model itself untouched. Every tensor
-argument may be a device tensor, and `step` syncs nothing with the host, so it can be captured
-in a CUDA graph.
+They compute the functions of `Kronos.hidden_states` and the last position of
+`Kronos.decode_s2` (float rounding aside: fused GEMMs may round differently) and leave the model
+itself untouched. Every tensor argument may be a device tensor, and `step` syncs nothing with the
+host, so it can be captured in a CUDA graph.
 """
 
 from __future__ import annotations
@@ -347,9 +347,9 @@ class FusedKronos:
         key_mask: torch.Tensor | None = None,
         prefix: SharedPrefix | None = None,
     ) -> torch.Tensor:
-        """`Kronos.s2_logits_last`: hidden (B, d), sampled s1 ids (B,), the dependency layer's
-        keys/values (B, Hd, K, Dd) -> float32 s2 logits (B, 2^s2_bits). With `prefix` (no
-        mask), `keys`/`values` are the positions after it."""
+        """The last position of `Kronos.decode_s2`: hidden (B, d), sampled s1 ids (B,), the
+        dependency layer's keys/values (B, Hd, K, Dd) -> float32 s2 logits (B, 2^s2_bits).
+        With `prefix` (no mask), `keys`/`values` are the positions after it."""
         batch = hidden.shape[0]
         query = self.dep_q(F.embedding(s1_ids, self.emb_s1))
         query = query.view(batch, self.dep_heads, 1, self.dep_head_dim).to(keys.dtype)

@@ -227,35 +227,21 @@ def attend_after_shared(
 class MultiHeadCrossAttentionWithRoPE(_AttentionWithRoPE):
     """Cross-attention of queries over keys/values; causal only in training (as the reference)."""
 
-    def project_memory(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Keys and values of `memory` (B, T, d_model), each (B, H, T, D), before rotation."""
-        return self._heads(self.k_proj(memory)), self._heads(self.v_proj(memory))
-
-    def attend(
-        self,
-        query: torch.Tensor,
-        keys: torch.Tensor,
-        values: torch.Tensor,
-        key_mask: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """query (B, Tq, d_model) over projected keys/values (B, H, Tk, D) -> (B, Tq, d_model).
+    def forward(self, query: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+        """query (B, Tq, d_model) over memory (B, Tk, d_model) -> (B, Tq, d_model).
 
         RoPE positions come from the query length and apply to q and k alike; a length-1 query
         (inference) sits at position 0, where the rotation is the identity, so it is skipped.
-        `key_mask` (B, 1, 1, Tk), True where a key may be attended, serves ragged batches.
         """
         q = self._heads(self.q_proj(query))  # (B, H, Tq, D)
+        keys, values = self._heads(self.k_proj(memory)), self._heads(self.v_proj(memory))
         if q.shape[-2] > 1:
             q, keys = self.rotary(q, keys)
         dropout_p = self.attn_dropout_p if self.training else 0.0
         out = F.scaled_dot_product_attention(
-            q, keys, values, attn_mask=key_mask, dropout_p=dropout_p, is_causal=self.training
+            q, keys, values, dropout_p=dropout_p, is_causal=self.training
         )
         return self._output(out)
-
-    def forward(self, query: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
-        keys, values = self.project_memory(memory)
-        return self.attend(query, keys, values)
 
 
 class TransformerBlock(nn.Module):
