@@ -36,9 +36,9 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 import torch
-from prometheus_client.parser import text_string_to_metric_families
 
-from benchmarks.live_server import LiveServer, request
+from benchmarks.checkpoints import save_random_checkpoints
+from benchmarks.live_server import LiveServer, metric_sum, request
 from benchmarks.load import drive, percentile_ms
 from benchmarks.predictor_speed import random_pair
 from kronos_integration.forecast import Forecast
@@ -46,14 +46,6 @@ from kronos_integration.predictor import ForecastJob, KronosPredictor
 
 BARS = 450
 BAR = pd.Timedelta(minutes=24)  # 60 bars a day on the 24/7 calendar
-
-
-def save_checkpoints(directory: Path) -> tuple[Path, Path]:
-    """A random Kronos-small-shaped model and tokenizer, saved as the service loads them."""
-    model, tokenizer = random_pair("small", torch.device("cpu"))
-    model.save_pretrained(directory / "model")
-    tokenizer.save_pretrained(directory / "tokenizer")
-    return directory / "model", directory / "tokenizer"
 
 
 def client_body(client: int, horizon_days: int, samples: int) -> dict[str, Any]:
@@ -80,15 +72,6 @@ def client_body(client: int, horizon_days: int, samples: int) -> dict[str, Any]:
         "sample_count": samples,
         "seed": client,
     }
-
-
-def metric_sum(port: int, sample: str) -> float:
-    """The sum over workers and labels of one sample of /metrics."""
-    _, _, body = request(port, "GET", "/metrics")
-    total = 0.0
-    for family in text_string_to_metric_families(body.decode()):
-        total += sum(s.value for s in family.samples if s.name == sample)
-    return total
 
 
 def measure(
@@ -209,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
 
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="kronos-batching-") as scratch:
-        model = save_checkpoints(Path(scratch))
+        model = save_random_checkpoints(Path(scratch), "small")
         for round_index in range(args.rounds):
             for window_ms in args.windows:
                 log = Path(scratch) / f"gunicorn-{round_index}-{window_ms}.log"

@@ -16,7 +16,6 @@ import argparse
 import dataclasses
 import json
 import platform
-import resource
 import statistics
 import tempfile
 import time
@@ -24,13 +23,13 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.predictor_speed import published_config
+from benchmarks.checkpoints import save_random_checkpoints
+from benchmarks.predictor_speed import peak_memory_mib
 from benchmarks.real_series import vendored
 from kronos_integration.backends import create_backend
 from kronos_integration.backends.base import Backend
 from kronos_integration.config import ForecastSettings, ModelSettings
 from kronos_integration.history import History
-from kronos_integration.model import Kronos, KronosTokenizer
 from kronos_integration.pipeline import ForecastResult, run_forecast
 from kronos_integration.request import ForecastRequest
 
@@ -41,20 +40,11 @@ WARM_UP = ForecastRequest(
 
 def small_backend(folder: Path, device: str) -> Backend:
     """Random Kronos-small and Tokenizer-base weights, saved and loaded like real ones."""
-    torch.manual_seed(0)
-    Kronos(**published_config("Kronos-small")).save_pretrained(folder / "model")
-    tokenizer = published_config("Kronos-Tokenizer-base")
-    KronosTokenizer(**tokenizer).save_pretrained(folder / "tokenizer")
+    model_dir, tokenizer_dir = save_random_checkpoints(folder, "small")
     settings = ModelSettings(
-        model_id=str(folder / "model"), tokenizer_id=str(folder / "tokenizer"), device=device
+        model_id=str(model_dir), tokenizer_id=str(tokenizer_dir), device=device
     )
     return create_backend("kronos", settings)
-
-
-def peak_mib(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
 def timed(
@@ -101,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                             "median_s": statistics.median(t for t, _ in runs),
                             "calibration_ms": calibration.get("elapsed_ms", 0.0),
                             "inner_origins": calibration["origins"],
-                            "peak_mib": round(peak_mib(device), 1),
+                            "peak_mib": round(peak_memory_mib(device), 1),
                         }
                     )
     plain = {(r["horizon_days"], r["samples"]): r for r in rows if not r["calibrate"]}

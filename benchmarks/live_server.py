@@ -31,6 +31,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 GUNICORN = Path(sys.executable).with_name("gunicorn")
 
@@ -88,6 +90,24 @@ def request(
         return response.status, dict(response.getheaders()), response.read()
     finally:
         connection.close()
+
+
+def metric_sum(port: int, sample: str) -> float:
+    """The sum over workers and labels of one sample of /metrics."""
+    _, _, body = request(port, "GET", "/metrics")
+    total = 0.0
+    for family in text_string_to_metric_families(body.decode()):
+        total += sum(s.value for s in family.samples if s.name == sample)
+    return total
+
+
+def wait_idle(port: int, timeout_s: float = 300.0, settle_s: float = 0.0) -> None:
+    """Wait until no prediction is in flight on any worker (abandoned ones included), at most
+    `timeout_s`, then `settle_s` more."""
+    deadline = time.monotonic() + timeout_s
+    while metric_sum(port, "kronos_inflight_predictions") > 0 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    time.sleep(settle_s)
 
 
 def read_to_end(connection: socket.socket) -> bytes:

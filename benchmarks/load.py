@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.checkpoints import MODEL_LAYOUTS, save_random_checkpoints
-from benchmarks.live_server import LiveServer, request
+from benchmarks.checkpoints import SHAPES, save_random_checkpoints
+from benchmarks.live_server import LiveServer, request, wait_idle
 
 SEED_REQUEST = {"isin": "US67066G1040", "horizon_days": 5}
 REFUSALS = frozenset({429, 503})  # with Retry-After: the in-flight bound, the forecast queue
@@ -167,27 +167,10 @@ def client_levels(text: str) -> list[int]:
     return levels
 
 
-def wait_idle(port: int, timeout_s: float = 300.0) -> None:
-    """Wait until no prediction is in flight on any worker (abandoned ones included)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        metrics = request(port, "GET", "/metrics")[2].decode()
-        busy = [
-            line
-            for line in metrics.splitlines()
-            if line.startswith("kronos_inflight_predictions ") and float(line.split()[1]) > 0
-        ]
-        if not busy:
-            return
-        time.sleep(0.5)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--mode", choices=["simulated", "kronos"], default="simulated")
-    parser.add_argument(
-        "--shape", choices=sorted(MODEL_LAYOUTS), default="small", help="kronos mode's layout"
-    )
+    parser.add_argument("--shape", choices=SHAPES, default="small", help="kronos mode's layout")
     parser.add_argument(
         "--clients", type=client_levels, default=[16], help="client count, or a list: 1,2,4,8,16"
     )

@@ -40,8 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.checkpoints import MODEL_LAYOUTS, save_random_checkpoints
-from benchmarks.live_server import REPO_ROOT, LiveServer, request
+from benchmarks.checkpoints import SHAPES, save_random_checkpoints
+from benchmarks.live_server import REPO_ROOT, LiveServer, request, wait_idle
 
 ISIN = "US67066G1040"
 MAX_CONTEXT = 512
@@ -87,15 +87,6 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError(f"no VmRSS for pid {pid}")
-
-
-def inflight(port: int) -> float:
-    """Predictions in flight now, summed over the live workers (from /metrics)."""
-    text = request(port, "GET", "/metrics")[2].decode()
-    for line in text.splitlines():
-        if line.startswith("kronos_inflight_predictions "):
-            return float(line.split()[1])
-    return 0.0
 
 
 @dataclass
@@ -158,17 +149,9 @@ def overload(port: int, pid: int, clients: int, seconds: float, phase: Phase) ->
     return max(peak, rss_mib(pid))
 
 
-def wait_idle(port: int, timeout_s: float = 300.0) -> None:
-    """Wait until no prediction is in flight (abandoned ones included), then 2 s more."""
-    deadline = time.monotonic() + timeout_s
-    while inflight(port) > 0 and time.monotonic() < deadline:
-        time.sleep(0.5)
-    time.sleep(2.0)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--shape", choices=sorted(MODEL_LAYOUTS), default="small")
+    parser.add_argument("--shape", choices=SHAPES, default="small")
     parser.add_argument(
         "--warmup", type=int, default=100, help="mixed requests before the baseline"
     )
@@ -233,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append((f"+{done + batch} requests", rss_mib(pid)))
             mixed_s = time.monotonic() - started
             mixed_cpu_s = cpu_seconds(pid) - cpu_started
-            wait_idle(server.port)
+            wait_idle(server.port, settle_s=2.0)
             before_overload = rss_mib(pid)
             rows.append(("before overload (idle)", before_overload))
             loaded_phase = Phase()
@@ -241,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
                 server.port, pid, args.overload_clients, args.overload_seconds, loaded_phase
             )
             rows.append(("overload peak", peak))
-            wait_idle(server.port)
+            wait_idle(server.port, settle_s=2.0)
             rows.append(("after overload", rss_mib(pid)))
 
     warm = rows[1][1]
