@@ -36,7 +36,6 @@ SYMBOL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._=^-]{0,31}$"
 # Below this, logits / T overflows float32 (or T rounds to 0) and sampling has no distribution.
 MIN_TEMPERATURE = 0.01
 MAX_BACKTEST_HORIZONS = 5
-DEFAULT_BACKTEST_ORIGINS = 50
 
 
 def _check_isin(value: str) -> None:
@@ -146,6 +145,11 @@ class InstrumentSchema(Schema):
             "ISIN country's exchange, else inferred from the history.",
         },
     )
+    candles = fields.List(
+        fields.Nested(CandleSchema),
+        validate=validate.Length(min=1),
+        metadata={"description": "Inline history, oldest first; else KRONOS_DATA_DIR is used."},
+    )
 
     @validates_schema(pass_original=True, skip_on_field_errors=False)
     def check_instrument(self, data: dict[str, Any], original: Any, **kwargs: Any) -> None:
@@ -183,11 +187,6 @@ class PredictRequestSchema(InstrumentSchema):
         strict=True,
         validate=validate.Range(min=1),
         metadata={"description": "Trading days to forecast (KRONOS_MAX_HORIZON_DAYS caps it)."},
-    )
-    candles = fields.List(
-        fields.Nested(CandleSchema),
-        validate=validate.Length(min=1),
-        metadata={"description": "Inline history, oldest first; else KRONOS_DATA_DIR is used."},
     )
     sample_count = fields.Integer(
         strict=True,
@@ -282,15 +281,10 @@ class PredictRequestSchema(InstrumentSchema):
 
 
 class BacktestRequestSchema(InstrumentSchema):
-    candles = fields.List(
-        fields.Nested(CandleSchema),
-        validate=validate.Length(min=1),
-        metadata={"description": "Inline history, oldest first; else KRONOS_DATA_DIR is used."},
-    )
     horizon_days = fields.List(
         fields.Integer(strict=True, validate=validate.Range(min=1)),
         validate=[validate.Length(min=1, max=MAX_BACKTEST_HORIZONS), _distinct("horizon")],
-        load_default=lambda: [1, 5, 20],
+        load_default=lambda: list(BacktestRequest.horizon_days),
         metadata={
             "description": "Trading days ahead to score, at most "
             f"{MAX_BACKTEST_HORIZONS}, each at most KRONOS_MAX_HORIZON_DAYS.",
@@ -300,7 +294,7 @@ class BacktestRequestSchema(InstrumentSchema):
     origins = fields.Integer(
         strict=True,
         validate=validate.Range(min=1),
-        load_default=DEFAULT_BACKTEST_ORIGINS,
+        load_default=BacktestRequest.origins,
         metadata={"description": "Forecast origins (KRONOS_MAX_BACKTEST_ORIGINS caps them)."},
     )
     window = fields.Integer(
@@ -334,7 +328,8 @@ class BacktestRequestSchema(InstrumentSchema):
 
     @post_load
     def to_request(self, data: dict[str, Any], **kwargs: Any) -> BacktestRequest:
-        samples = data.get("samples", min(32, current_settings().forecast.max_sample_count))
+        default = min(BacktestRequest.samples, current_settings().forecast.max_sample_count)
+        samples = data.get("samples", default)
         return BacktestRequest(
             **self.instrument(data),
             horizon_days=tuple(sorted(data["horizon_days"])),
@@ -441,11 +436,19 @@ class ArtifactInfoSchema(Schema):
     parameters = fields.Integer(allow_none=True)
 
 
-HISTORY_SOURCES = ("request", "data_dir", "synthetic")
-HISTORY_SOURCE_TEXT = (
-    "Where the history came from: request (the candles sent), data_dir (KRONOS_DATA_DIR), "
-    "synthetic (made up: allowed for the simulator or by KRONOS_ALLOW_SYNTHETIC_HISTORY)."
-)
+def _history_source() -> fields.String:
+    """Where the history came from (/predict's metadata and the /backtest summary)."""
+    return fields.String(
+        required=True,
+        validate=validate.OneOf(("request", "data_dir", "synthetic")),
+        metadata={
+            "description": "Where the history came from: request (the candles sent), data_dir "
+            "(KRONOS_DATA_DIR), synthetic (made up: allowed for the simulator or by "
+            "KRONOS_ALLOW_SYNTHETIC_HISTORY)."
+        },
+    )
+
+
 NOT_SIMULATED = "Null when the simulator answered: it has no token distribution to cut."
 
 
@@ -500,11 +503,7 @@ class PredictMetadataSchema(Schema):
     lookback_periods = fields.Integer(required=True)
     prediction_periods = fields.Integer(required=True)
     history_periods = fields.Integer(required=True)
-    history_source = fields.String(
-        required=True,
-        validate=validate.OneOf(HISTORY_SOURCES),
-        metadata={"description": HISTORY_SOURCE_TEXT},
-    )
+    history_source = _history_source()
     bar_interval = fields.String(required=True, metadata={"description": "ISO 8601 duration."})
     calendar = fields.Nested(CalendarInfoSchema, required=True)
     calibration = fields.Nested(CalibrationInfoSchema, required=True)
@@ -651,11 +650,7 @@ class BacktestResponseSchema(Schema):
     baseline = fields.String(required=True, metadata={"description": "The ratios' reference."})
     backend = fields.Nested(BacktestBackendSchema, required=True)
     calendar = fields.Nested(CalendarInfoSchema, required=True)
-    history_source = fields.String(
-        required=True,
-        validate=validate.OneOf(HISTORY_SOURCES),
-        metadata={"description": HISTORY_SOURCE_TEXT},
-    )
+    history_source = _history_source()
     horizon_days = fields.List(fields.Integer(), required=True)
     origins = fields.Integer(required=True)
     first_origin = fields.String(required=True, metadata={"description": "Its last history bar."})
