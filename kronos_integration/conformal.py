@@ -130,13 +130,12 @@ def fit_conformal(
             f"after {min_window} bars of history"
         )
         return ConformalFit(np.ones(steps), False, 0, 0, {}, reason)
-    close = history["close"].to_numpy(dtype=np.float64)
-    start = len(history) - checked - origins + 1  # position of the first inner origin
+    close = history["close"]
     distances = {band: np.empty((origins, checked)) for band in BANDS}
-    for k, paths in enumerate(forecast(windows)):
+    for k, (inner, paths) in enumerate(zip(windows, forecast(windows), strict=True)):
         log_paths = np.log(paths[:, :checked, CLOSE])  # (S, checked)
         median = np.median(log_paths, axis=0)
-        realised = np.log(close[start + k : start + k + checked])
+        realised = np.log(np.asarray(close.loc[inner.future], dtype=np.float64))  # what followed
         for band in BANDS:
             low, high = sample_quantiles(log_paths, ((1 - band) / 2, (1 + band) / 2), axis=0)
             above = realised >= median
