@@ -35,7 +35,7 @@ from kronos_integration.model.generation import (
     Outcome,
     Stream,
 )
-from kronos_integration.model.kernels import KERNELS, check_dtype
+from kronos_integration.model.kernels import KERNELS, check_dtype, dtype_name
 from kronos_integration.model.module import onednn_available, pack_linear_layers_for_cpu
 from kronos_integration.model.tuning import KernelChoice, choose_kernels, forced_kernels
 from kronos_integration.sampling import SamplingParams
@@ -182,7 +182,7 @@ class KronosPredictor:
         logger.info(
             "Kronos predictor on %s in %s; kernels: %s",
             self.device,
-            str(self.dtype).removeprefix("torch."),
+            dtype_name(self.dtype),
             self.kernels.describe(),
         )
 

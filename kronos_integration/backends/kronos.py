@@ -10,7 +10,7 @@ import torch
 
 from kronos_integration.backends.base import ArtifactInfo, BackendInfo, ForecastTask, TaskOutcome
 from kronos_integration.config import ModelSettings, SettingsError
-from kronos_integration.model.kernels import supported_dtypes
+from kronos_integration.model.kernels import dtype_name, dtype_supported, supported_dtypes
 from kronos_integration.predictor import ForecastJob, JobResult, KronosPredictor
 from kronos_integration.registry import (
     ArtifactSpec,
@@ -37,7 +37,7 @@ class KronosBackend:
             name=NAME,
             version=artifacts.model_spec.repo_id,
             device=str(predictor.device),
-            dtype=str(predictor.dtype).removeprefix("torch."),
+            dtype=dtype_name(predictor.dtype),
             max_context=predictor.max_context,
             max_bars=predictor.max_context,
             sampling_options=frozenset({"temperature", "top_k", "top_p"}),
@@ -126,8 +126,8 @@ def load(settings: ModelSettings) -> KronosBackend:
         raise SettingsError(
             "KRONOS_DEVICE", settings.device, f"a device this machine has ({error})"
         ) from None
-    runs = [str(d).removeprefix("torch.") for d in supported_dtypes(device)]
-    if settings.dtype not in runs:
+    if not dtype_supported(device, settings.dtype):
+        runs = [dtype_name(d) for d in supported_dtypes(device)]
         raise SettingsError("KRONOS_DTYPE", settings.dtype, f"a dtype {device} runs: {runs}")
     artifacts = load_artifacts(
         ArtifactSpec(settings.model_id, settings.model_revision),

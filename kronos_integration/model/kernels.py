@@ -107,6 +107,11 @@ def resolve_dtype(dtype: torch.dtype | str) -> torch.dtype:
     return dtype
 
 
+def dtype_name(dtype: torch.dtype) -> str:
+    """ "float32", "bfloat16", ...: a torch dtype as `KRONOS_DTYPE` names it."""
+    return str(dtype).removeprefix("torch.")
+
+
 def check_dtype(device: str | torch.device, dtype: torch.dtype | str) -> torch.dtype:
     """`dtype` resolved, or ValueError naming what `device` can run instead."""
     resolved = resolve_dtype(dtype)
@@ -114,7 +119,7 @@ def check_dtype(device: str | torch.device, dtype: torch.dtype | str) -> torch.d
     if resolved not in supported:
         names = [name for name, value in DTYPES.items() if value in supported]
         raise ValueError(
-            f"dtype {str(resolved).removeprefix('torch.')} cannot run on {torch.device(device)}; "
+            f"dtype {dtype_name(resolved)} cannot run on {torch.device(device)}; "
             f"this device supports {names}"
         )
     return resolved
